@@ -1,0 +1,35 @@
+"""Settings as dataclasses, overridable from the command line or a notebook."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+
+def override(config, overrides: dict):
+    """A copy of dataclass ``config`` with fields replaced from ``overrides``.
+
+    Values may be strings (from ``--set beta=0.05``); they are converted to the
+    field's type. Unknown names get an error that lists the valid ones.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    hints = typing.get_type_hints(type(config))
+    changes = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            raise ValueError(f"{type(config).__name__} has no setting {name!r}; "
+                             f"valid settings: {sorted(fields)}")
+        kind = hints[name]
+        if isinstance(value, str) and kind is not str:
+            try:
+                if kind is bool:
+                    if value.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError(value)
+                    value = value.lower() in ("true", "1")
+                else:
+                    value = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"setting {name!r} expects {getattr(kind, '__name__', kind)}, "
+                                 f"got {value!r}") from None
+        changes[name] = value
+    return dataclasses.replace(config, **changes)

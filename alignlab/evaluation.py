@@ -1,0 +1,104 @@
+"""One evaluation for every method: gold reward, KL to the reference, win-rate.
+
+``Evaluator(reference, tokenizer)`` fixes a set of held-out prompts and one
+reference sample per prompt. Calling it on a policy samples one completion
+per prompt (same seed every time, so curves are not jittered by new draws)
+and returns:
+
+* ``gold_reward``: mean gold-judge score of the policy's samples.
+* ``kl``: sequence-level KL(pi || pi_ref), estimated from the policy's own
+  samples y ~ pi as mean_y sum_t [log pi(y_t|.) - log pi_ref(y_t|.)] (the
+  unbiased "k1" estimator; its single samples can be negative, its mean not).
+* ``win_rate``: fraction of prompts where the gold judge prefers the policy's
+  sample to the reference's (ties, e.g. both invalid, count 1/2).
+* ``valid_rate``: fraction of samples that are finished, valid reviews.
+* ``length``: mean completion length in words.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from . import world
+from .models import get_profile
+from .sampling import Batch, sample, sequence_logprobs
+
+KL_ESTIMATOR = "k1: mean over y~π of Σ_t log π(y_t)/π_ref(y_t)"
+
+
+def win_rate(rewards: list[float], ref_rewards: list[float]) -> float:
+    """Fraction of pairs where ``rewards`` beats ``ref_rewards`` (ties count 1/2)."""
+    if len(rewards) != len(ref_rewards) or not rewards:
+        raise ValueError(f"win_rate: need two equal, non-empty lists, got {len(rewards)} "
+                         f"and {len(ref_rewards)} rewards")
+    a, b = np.asarray(rewards), np.asarray(ref_rewards)
+    return float(np.mean((a > b) + 0.5 * (a == b)))
+
+
+def validity(batch: Batch) -> list[bool]:
+    """For each sample: is it a finished review that is valid under the grammar?"""
+    return [f and world.is_valid(world.join(p, c))
+            for p, c, f in zip(batch.prompts, batch.completions, batch.finished)]
+
+
+def gold_scores(batch: Batch) -> list[float]:
+    """The gold judge's score of each sample in ``batch``."""
+    return world.gold_rewards(batch.prompts, batch.completions, batch.finished)
+
+
+class Evaluator:
+    """Scores any policy against the reference on the same held-out prompts.
+
+    ``reference``: the frozen SFT model; ``n_prompts`` defaults to the profile's
+    ``eval_prompts``; ``temperature`` is the sampling temperature for both.
+    """
+
+    def __init__(self, reference, tokenizer, n_prompts: int | None = None, seed: int = 0,
+                 temperature: float = 1.0, max_new_tokens: int | None = None, profile=None):
+        profile = get_profile(profile) if not hasattr(profile, "name") else profile
+        self.reference, self.tokenizer, self.seed = reference, tokenizer, seed
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens or profile.max_new_tokens
+        self.prompts = world.make_prompts(n_prompts or profile.eval_prompts, "eval", seed)
+        self.ref_batch = self.sample(reference, seed=seed + 10_000)
+        self.ref_rewards = gold_scores(self.ref_batch)
+
+    def sample(self, policy, seed: int | None = None) -> Batch:
+        """One sample per held-out prompt from ``policy``."""
+        return sample(policy, self.tokenizer, self.prompts, self.max_new_tokens,
+                      self.temperature, seed=self.seed if seed is None else seed)
+
+    def judge(self, batch: Batch) -> dict:
+        """Gold reward, win-rate, valid rate and length of samples for ``self.prompts``."""
+        if batch.prompts != self.prompts:
+            raise ValueError("Evaluator.judge: the batch must answer the evaluator's own "
+                             "prompts, in order (use evaluator.prompts)")
+        rewards = gold_scores(batch)
+        return {
+            "gold_reward": float(np.mean(rewards)),
+            "win_rate": win_rate(rewards, self.ref_rewards),
+            "valid_rate": float(np.mean(validity(batch))),
+            "length": float(np.mean([len(c.split()) for c in batch.completions])),
+        }
+
+    @torch.no_grad()
+    def kl(self, policy, batch: Batch) -> float:
+        """Sequence-level KL(policy || reference) on samples from the policy (k1)."""
+        was_training = policy.training
+        policy.eval()
+        lp = sequence_logprobs(policy, batch, self.temperature)
+        lp_ref = sequence_logprobs(self.reference, batch, self.temperature)
+        policy.train(was_training)
+        kl = (lp - lp_ref).mean().item()
+        if not math.isfinite(kl):
+            raise FloatingPointError("Evaluator.kl: the KL estimate is not finite; the policy "
+                                     "has probably diverged (NaN weights after a NaN loss?)")
+        return kl
+
+    def __call__(self, policy) -> dict:
+        """All shared metrics for ``policy`` (a causal LM)."""
+        batch = self.sample(policy)
+        return {**self.judge(batch), "kl": self.kl(policy, batch)}

@@ -1,0 +1,164 @@
+"""The alignment pipeline's first two stages: pretraining, then SFT.
+
+1. **Pretraining**: next-word prediction on a raw stream of reviews. The
+   stream has no end-of-review token, so the base model writes fluent text
+   but never stops: its samples run to the length limit.
+2. **Supervised fine-tuning (SFT)**: ``<bos> prompt completion <eos>`` pairs,
+   with the loss on the completion (and its ``<eos>``) only. The SFT model
+   answers the prompt with one review and stops. It is ``pi_ref``, the
+   reference policy of every later lecture.
+
+``load_sft()`` returns the cached SFT model, training it (and the tokenizer
+and base model) on first use.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
+
+from . import cache, world
+from .models import Profile, get_device, get_profile, new_lm, seed_everything, settings_dict
+from .sampling import encode, token_logprobs
+from .tokenizer import train_tokenizer
+from .training import History, train
+
+
+def _optimizer(model, lr: float, steps: int):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    return opt, get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+
+
+def _settings(profile: Profile, seed: int) -> dict:
+    return {"profile": settings_dict(profile), "seed": seed, "vocab": world.vocabulary()}
+
+
+def pretrain(profile: Profile, seed: int = 0, device=None, progress: bool = True):
+    """Train the tokenizer and the base model on the corpus. Returns (model, tokenizer, losses)."""
+    device = device or get_device()
+    seed_everything(seed)
+    corpus = world.make_corpus(profile.corpus_size, seed)
+    tok = train_tokenizer(corpus)
+    ids = tok(corpus, add_special_tokens=False)["input_ids"]
+    stream = torch.tensor([i for review in ids for i in review])
+    model = new_lm(profile, tok).to(device)
+    opt, sched = _optimizer(model, profile.lr, profile.pretrain_steps)
+    block = profile.n_positions - 1
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in tqdm(range(profile.pretrain_steps), desc="pretrain", disable=not progress):
+        starts = torch.randint(0, len(stream) - block, (profile.batch_size,), generator=gen)
+        x = torch.stack([stream[s:s + block] for s in starts.tolist()])
+        x = torch.cat([torch.full((len(x), 1), tok.bos_token_id), x], 1).to(device)
+        loss = -token_logprobs(model, x, torch.ones_like(x))[:, 1:].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(round(loss.item(), 4))
+    return model, tok, losses
+
+
+def sft_pairs(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """``n`` (prompt, completion) pairs: grammar reviews split after their subject."""
+    rng = random.Random(f"sft-{seed}")
+    pairs = [world.split_review(world.sample_review(rng)) for _ in range(n)]
+    return [p for p, _ in pairs], [c for _, c in pairs]
+
+
+def sft_loss(model, batch) -> torch.Tensor:
+    """Mean negative log-likelihood per completion token (prompt tokens are not scored)."""
+    lp = token_logprobs(model, batch.input_ids, batch.attention_mask)
+    mask = batch.completion_mask
+    return -(lp * mask).sum() / mask.sum()
+
+
+def finetune(model, tok, profile: Profile, seed: int = 0, progress: bool = True,
+             evaluator=None, eval_every: int = 50) -> History:
+    """Supervised fine-tuning of ``model`` in place, on the shared loop. Returns its history."""
+    device = next(model.parameters()).device
+    seed_everything(seed + 1)
+    prompts, completions = sft_pairs(profile.sft_steps * profile.batch_size, seed)
+    opt, sched = _optimizer(model, profile.lr, profile.sft_steps)
+    model.train()
+    B = profile.batch_size
+
+    def step_fn(step: int) -> dict:
+        i = (step - 1) * B
+        batch = encode(tok, prompts[i:i + B], completions[i:i + B], device=device)
+        loss = sft_loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        return {"loss": loss.item()}
+
+    return train(model, step_fn, profile.sft_steps, evaluator, eval_every, History("sft"),
+                 desc="sft", progress=progress)
+
+
+def _save(folder: Path, model, tok) -> None:
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+
+
+def load_model(folder: Path, device=None):
+    """Load a cached (model, tokenizer) pair in eval mode on ``device``."""
+    model = GPT2LMHeadModel.from_pretrained(folder).to(device or get_device())
+    tok = PreTrainedTokenizerFast.from_pretrained(folder)
+    tok.padding_side = "left"
+    return model.eval(), tok
+
+
+def base_folder(profile: Profile | str | None = None, seed: int = 0, progress=True) -> Path:
+    """The cache folder of the pretrained base model (trained on first use)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+
+    def build(tmp: Path):
+        model, tok, losses = pretrain(profile, seed, progress=progress)
+        _save(tmp, model.cpu(), tok)
+        return {"losses": losses}
+
+    return cache.get_or_build("base", _settings(profile, seed), build)
+
+
+def sft_folder(profile: Profile | str | None = None, seed: int = 0, progress=True) -> Path:
+    """The cache folder of the SFT model (trained, with its base model, on first use)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+
+    def build(tmp: Path):
+        model, tok = load_model(base_folder(profile, seed, progress))
+        model.train()
+        history = finetune(model, tok, profile, seed, progress=progress)
+        _save(tmp, model.cpu(), tok)
+        return {"losses": [round(v, 4) for v in history.series("loss")[1]]}
+
+    return cache.get_or_build("sft", _settings(profile, seed), build)
+
+
+def load_base(profile=None, seed: int = 0, device=None, progress=True):
+    """(base model, tokenizer): pretrained, not fine-tuned. Cached."""
+    return load_model(base_folder(profile, seed, progress), device)
+
+
+def load_sft(profile=None, seed: int = 0, device=None, progress=True):
+    """(SFT model, tokenizer): the reference policy ``pi_ref`` of the course. Cached."""
+    return load_model(sft_folder(profile, seed, progress), device)
+
+
+def run_sft(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry: train or load the SFT model and evaluate it against itself."""
+    from .evaluation import Evaluator
+
+    if overrides:
+        raise ValueError(f"run sft takes no --set options (got {sorted(overrides)}); "
+                         "its sizes come from the profile")
+    model, tok = load_sft(profile, seed, progress=False)
+    evaluator = Evaluator(model, tok, seed=seed, profile=profile)
+    return {k: round(v, 4) for k, v in evaluator(model).items()}

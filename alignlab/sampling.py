@@ -1,0 +1,137 @@
+"""Encoding, sampling and log-probabilities: one path for every method.
+
+Sequences are ``<bos> prompt completion <eos>``, **left-padded** so that every
+prompt ends in the same column and generation appends to all rows at once.
+With left padding the position of a token is not its column, so every forward
+pass gets ``position_ids = cumsum(attention_mask) - 1``; without that, a padded
+row would see different positions (and different log-probs) than the same
+sequence alone. ``completion_mask`` is 1 on completion tokens (including the
+``<eos>``) and 0 on padding and prompt, and it is what every loss sums over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import GenerationConfig
+
+
+@dataclass
+class Batch:
+    """A left-padded batch of prompt/completion sequences (tensors are (B, T))."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    completion_mask: torch.Tensor
+    """1 on completion tokens (the final ``<eos>`` included), 0 on prompt and padding."""
+    prompts: list[str]
+    completions: list[str]
+    finished: list[bool]
+    """True where the completion ended with ``<eos>`` (a truncated review is not)."""
+
+    def to(self, device) -> "Batch":
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device),
+                     self.completion_mask.to(device), self.prompts, self.completions,
+                     self.finished)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def _words(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def encode(tokenizer, prompts: list[str], completions: list[str], add_eos: bool = True,
+           device=None) -> Batch:
+    """Tokenize ``<bos> prompt completion [<eos>]`` rows into a left-padded ``Batch``."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"encode: {len(prompts)} prompts but {len(completions)} completions")
+    for name, texts in (("prompts", prompts), ("completions", completions)):
+        bad = [t for t in texts if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"encode: every item of {name} must be a str, got "
+                            f"{type(bad[0]).__name__} ({bad[0]!r})")
+    rows, comp_lens = [], []
+    for p, c in zip(prompts, completions):
+        comp = _words(tokenizer, c) + ([tokenizer.eos_token_id] if add_eos else [])
+        rows.append([tokenizer.bos_token_id] + _words(tokenizer, p) + comp)
+        comp_lens.append(len(comp))
+    T = max(map(len, rows))
+    ids = torch.full((len(rows), T), tokenizer.pad_token_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), T), dtype=torch.long)
+    comp_mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for i, (row, n) in enumerate(zip(rows, comp_lens)):
+        ids[i, T - len(row):] = torch.tensor(row)
+        attn[i, T - len(row):] = 1
+        if n:
+            comp_mask[i, T - n:] = 1
+    batch = Batch(ids, attn, comp_mask, list(prompts), list(completions), [add_eos] * len(rows))
+    return batch.to(device) if device is not None else batch
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that ignore left padding: 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   temperature: float = 1.0) -> torch.Tensor:
+    """(B, T) log-prob of each token given the ones before it; column 0 is 0.
+
+    ``temperature`` must be the one the tokens were sampled with, so that the
+    log-probs belong to the distribution that produced them.
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids(attention_mask)).logits[:, :-1]
+    logp = F.log_softmax(logits.float() / temperature, dim=-1)
+    lp = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return F.pad(lp, (1, 0))
+
+
+def sequence_logprobs(model, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
+    """(B,) summed log-probs of each completion (its ``<eos>`` included)."""
+    lp = token_logprobs(model, batch.input_ids, batch.attention_mask, temperature)
+    return (lp * batch.completion_mask).sum(-1)
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 32,
+           temperature: float = 1.0, seed: int | None = None) -> Batch:
+    """Sample one completion per prompt (pure sampling: no top-k, no top-p).
+
+    ``seed`` makes the draw repeatable without disturbing the global RNG.
+    """
+    device = next(model.parameters()).device
+    enc = encode(tokenizer, prompts, [""] * len(prompts), add_eos=False, device=device)
+    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                              eos_token_id=tokenizer.eos_token_id,
+                              bos_token_id=tokenizer.bos_token_id)
+    was_training = model.training
+    model.eval()
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                             generation_config=config)
+    model.train(was_training)
+    P = enc.input_ids.shape[1]
+    new = out[:, P:]
+    is_eos = new == tokenizer.eos_token_id
+    # Completion tokens: everything up to and including the first <eos>.
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    comp_mask = (~after_eos).long()
+    new = new.masked_fill(after_eos, tokenizer.pad_token_id)
+    finished = is_eos.any(-1).tolist()
+    texts = [tokenizer.decode(row[m.bool() & (row != tokenizer.eos_token_id)])
+             for row, m in zip(new, comp_mask)]
+    return Batch(
+        input_ids=torch.cat([enc.input_ids, new], 1),
+        attention_mask=torch.cat([enc.attention_mask, comp_mask], 1),
+        completion_mask=torch.cat([torch.zeros_like(enc.input_ids), comp_mask], 1),
+        prompts=list(prompts), completions=texts, finished=finished,
+    )

@@ -34,9 +34,9 @@ class Profile:
     """Longest sequence (prompt + completion, in words) the model sees."""
     corpus_size: int = 20_000
     """Reviews drawn from the grammar for pretraining."""
-    pretrain_steps: int = 500
+    pretrain_steps: int = 600
     """Optimiser steps of next-word prediction on the raw corpus."""
-    sft_steps: int = 300
+    sft_steps: int = 400
     """Optimiser steps of supervised fine-tuning on prompt/completion pairs."""
     batch_size: int = 64
     """Sequences per optimiser step in pretraining and SFT."""

@@ -1,0 +1,720 @@
+"""Pure loss functions for preference alignment: reward models, DPO, KTO and PPO.
+
+Tensors in, tensors out: no hidden state, no nn.Module, no optimiser. Every function
+says which equation of which paper it implements and what it returns at step 0
+(policy == reference, or new policy == old policy), so a first training step can be
+checked by hand.
+
+Shape names used throughout:
+    B   batch size (number of examples, or of preference pairs)
+    T   number of completion tokens in a padded batch
+    mask (B, T): 1 on valid completion tokens, 0 on padding (and prompt) positions.
+
+Bad input raises ValueError naming the function, the argument, what was expected,
+what came, and the most likely cause.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------
+# Input checks (shared by every function below)
+# ---------------------------------------------------------------------------
+
+
+def _check_float(fn, name, x, ndim=None, expected=""):
+    """Raise ValueError unless `x` is a floating-point tensor (with `ndim` dims if given)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(
+            f"{fn}: `{name}` should be a torch.Tensor {expected}, got {type(x).__name__}. "
+            "Likely cause: a Python list or number was passed; wrap it with torch.tensor(...)."
+        )
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{fn}: `{name}` should be a floating-point tensor {expected}, got dtype {x.dtype}. "
+            "Likely cause: token ids or a mask were passed where log-probs, rewards or values "
+            "were expected (if integers are really meant, call .float() first)."
+        )
+    if ndim is not None and x.dim() != ndim:
+        if ndim == 1:
+            cause = ("per-token values were passed where per-sequence sums were expected (sum over "
+                     "the completion first), or a trailing dim of size 1 was not squeezed.")
+        else:
+            cause = ("per-sequence values were passed where per-token (B, T) values were expected, "
+                     "or the batch dim is missing (use .unsqueeze(0) for a single sequence).")
+        raise ValueError(
+            f"{fn}: `{name}` should have {ndim} dimension(s) {expected}, got shape {tuple(x.shape)}. "
+            f"Likely cause: {cause}"
+        )
+
+
+def _check_finite(fn, name, x, where=None):
+    """Raise ValueError if `x` has NaN or inf entries (only entries where `where` is True count).
+
+    Masked functions pass where=mask: padding positions may hold anything.
+    """
+    values = x if where is None else x[where]
+    if not torch.isfinite(values).all():
+        n_nan = int(torch.isnan(values).sum())
+        n_inf = int(torch.isinf(values).sum())
+        at = "" if where is None else " at valid (mask == 1) positions"
+        raise ValueError(
+            f"{fn}: `{name}` contains {n_nan} NaN and {n_inf} inf value(s){at}. "
+            "Likely cause: training already diverged (learning rate too high), a log of 0 "
+            "(e.g. log-prob of a token the model gives probability 0), or fp16 overflow. "
+            "Find the first step where it appeared."
+        )
+
+
+def _check_same_shape(fn, name_a, a, name_b, b, cause):
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{fn}: `{name_b}` has shape {tuple(b.shape)} but `{name_a}` has shape {tuple(a.shape)}; "
+            f"they must have the same shape. Likely cause: {cause}"
+        )
+
+
+def _check_mask(fn, mask, x_name, x):
+    """Check `mask` is a 0/1 (or bool) tensor with the shape of `x`; return it as bool."""
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"{fn}: `mask` should be a torch.Tensor, got {type(mask).__name__}.")
+    if mask.shape != x.shape:
+        raise ValueError(
+            f"{fn}: `mask` has shape {tuple(mask.shape)} but `{x_name}` has shape {tuple(x.shape)}; "
+            "they must match. Likely cause: the mask covers prompt + completion while the tensor "
+            "covers only the completion, or one of them was shifted by one token (logits[:, :-1])."
+        )
+    if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
+        raise ValueError(
+            f"{fn}: `mask` should contain only 0 and 1, got values {torch.unique(mask)[:5].tolist()}... "
+            "Likely cause: token ids or weights were passed instead of the completion mask."
+        )
+    return mask.bool()
+
+
+def _check_positive(fn, name, value):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{fn}: `{name}` should be a finite number > 0, got {value!r}.")
+
+
+def _check_loss(fn, loss):
+    if not torch.isfinite(loss).all():
+        raise ValueError(
+            f"{fn}: the loss came out {loss.detach().flatten()[:3].tolist()} although the inputs "
+            "were finite. Likely cause: an extreme hyper-parameter (beta, margin, clip) or an "
+            "overflow in low precision; try float32 inputs."
+        )
+
+
+# ---------------------------------------------------------------------------
+# Masked reductions
+# ---------------------------------------------------------------------------
+
+
+def masked_sum(x, mask, dim=None):
+    """Sum of `x` over valid positions only.
+
+    x:    (...) any float tensor, e.g. (B, T) per-token values
+    mask: same shape as x, 1 = valid, 0 = padding
+    dim:  None (sum everything, returns a scalar) or the dim to sum over
+
+    Padding entries are replaced by 0 with torch.where (not multiplied by 0), so NaN
+    or inf sitting in padding cannot leak into the result.
+    """
+    fn = "masked_sum"
+    _check_float(fn, "x", x)  # type and dtype
+    valid = _check_mask(fn, mask, "x", x)
+    _check_finite(fn, "x", x, where=valid)  # finite where it counts
+    x = torch.where(valid, x, torch.zeros_like(x))
+    return x.sum() if dim is None else x.sum(dim)
+
+
+def masked_mean(x, mask, dim=None):
+    """Mean of `x` over valid positions only: sum(x * mask) / sum(mask).
+
+    x:    (...) any float tensor, e.g. (B, T) per-token losses
+    mask: same shape as x, 1 = valid, 0 = padding
+    dim:  None (mean over all valid entries, a scalar) or the dim to average over
+
+    This is a *token-level* mean: a long completion weighs more than a short one.
+    Raises ValueError if there is nothing to average (no valid entry in a slice).
+    """
+    fn = "masked_mean"
+    _check_float(fn, "x", x)  # type and dtype
+    valid = _check_mask(fn, mask, "x", x)
+    _check_finite(fn, "x", x, where=valid)  # finite where it counts
+    count = valid.sum() if dim is None else valid.sum(dim)
+    if (count == 0).any():
+        raise ValueError(
+            "masked_mean: `mask` has no valid (1) entry to average over"
+            + ("" if dim is None else f" in some slice along dim {dim}")
+            + ". Likely cause: an empty completion, or a mask that marks the prompt instead of the completion."
+        )
+    x = torch.where(valid, x, torch.zeros_like(x))
+    total = x.sum() if dim is None else x.sum(dim)
+    return total / count
+
+
+def whiten(x, mask, shift_mean=True, eps=1e-8):
+    """Normalise `x` to mean 0 and std 1 over the valid entries of the whole batch.
+
+    x:    (B, T) e.g. per-token advantages
+    mask: (B, T) 1 = valid, 0 = padding
+    shift_mean: if False, the original mean is added back (only the scale changes)
+    eps:  added to the variance before the square root
+
+        x_hat = (x - mean) / sqrt(var + eps)       over entries with mask == 1
+
+    The variance is the *unbiased* one (divides by n - 1), as in `masked_whiten` of TRL's
+    PPO code (TRL < 1.0), so `x_hat[mask.bool()].std()` (also unbiased) is 1.
+    Needs at least 2 valid entries.
+    Padding positions are returned as 0 and never influence the statistics.
+    """
+    fn = "whiten"
+    _check_float(fn, "x", x)
+    valid = _check_mask(fn, mask, "x", x)
+    _check_finite(fn, "x", x, where=valid)
+    n = valid.sum()
+    if n < 2:
+        raise ValueError(
+            f"{fn}: need at least 2 valid entries to estimate a variance, got {int(n)}. "
+            "Likely cause: a batch with a single one-token completion; whiten over a larger batch."
+        )
+    x = torch.where(valid, x, torch.zeros_like(x))
+    mean = x.sum() / n
+    centered = torch.where(valid, x - mean, torch.zeros_like(x))
+    var = (centered**2).sum() / (n - 1)  # unbiased (Bessel's correction)
+    out = centered * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return torch.where(valid, out, torch.zeros_like(out))
+
+
+# ---------------------------------------------------------------------------
+# Reward model: Bradley-Terry
+# ---------------------------------------------------------------------------
+
+
+def _check_pair(fn, rewards_chosen, rewards_rejected, names=("rewards_chosen", "rewards_rejected")):
+    _check_float(fn, names[0], rewards_chosen, ndim=1, expected="(B,)")
+    _check_float(fn, names[1], rewards_rejected, ndim=1, expected="(B,)")
+    _check_finite(fn, names[0], rewards_chosen)
+    _check_finite(fn, names[1], rewards_rejected)
+    _check_same_shape(
+        fn, names[0], rewards_chosen, names[1], rewards_rejected,
+        "chosen and rejected were built from batches of different sizes; each preference pair "
+        "needs exactly one chosen and one rejected entry.",
+    )
+
+
+def bt_loss(rewards_chosen, rewards_rejected, margin=None):
+    """Bradley-Terry reward-model loss (Ouyang et al. 2022, eq. 1).
+
+    rewards_chosen:   (B,) scalar reward r(x, y_c) of the preferred completion
+    rewards_rejected: (B,) scalar reward r(x, y_r) of the other completion
+    margin:           None, a float, or (B,) how much better y_c is known to be
+                      (Touvron et al. 2023 "Llama 2", eq. 2; the `margin` column of TRL's RewardTrainer)
+
+        loss = mean_i  -log sigmoid(r_c - r_r - m)  =  mean_i softplus(r_r - r_c + m)
+
+    The softplus form never computes sigmoid then log, so it stays finite for any reward
+    gap (compare `bt_loss_naive`). Step 0 (r_c == r_r, no margin): ln 2 ~= 0.693.
+    """
+    fn = "bt_loss"
+    _check_pair(fn, rewards_chosen, rewards_rejected)
+    if margin is None:
+        margin = 0.0
+    elif isinstance(margin, torch.Tensor):
+        _check_float(fn, "margin", margin, ndim=1, expected="(B,)")
+        _check_finite(fn, "margin", margin)
+        _check_same_shape(fn, "rewards_chosen", rewards_chosen, "margin", margin,
+                          "one margin per preference pair is needed.")
+    loss = F.softplus(rewards_rejected - rewards_chosen + margin).mean()
+    _check_loss(fn, loss)
+    return loss
+
+
+def bt_loss_naive(rewards_chosen, rewards_rejected):
+    """The textbook form -log(sigmoid(r_c - r_r)), kept ONLY to show why it is not used.
+
+    rewards_chosen, rewards_rejected: (B,)
+
+    For a gap r_c - r_r of about -100 or less (float32), sigmoid underflows to exactly 0
+    and log(0) = -inf, so the loss is inf and its gradient NaN. `bt_loss` is the fix.
+    """
+    _check_pair("bt_loss_naive", rewards_chosen, rewards_rejected)
+    return -torch.log(torch.sigmoid(rewards_chosen - rewards_rejected)).mean()
+
+
+def pairwise_accuracy(rewards_chosen, rewards_rejected):
+    """Fraction of pairs the reward model orders correctly: mean(r_c > r_r), ties count 1/2.
+
+    rewards_chosen, rewards_rejected: (B,)
+    Returns a float scalar tensor in [0, 1], without gradient. Step 0 with a reward model
+    that outputs a constant: 0.5 (all ties). (TRL's `accuracy` metric counts a tie as 0.)
+    """
+    _check_pair("pairwise_accuracy", rewards_chosen, rewards_rejected)
+    with torch.no_grad():
+        wins = (rewards_chosen > rewards_rejected).float()
+        ties = (rewards_chosen == rewards_rejected).float()
+        return (wins + 0.5 * ties).mean()
+
+
+# ---------------------------------------------------------------------------
+# DPO
+# ---------------------------------------------------------------------------
+
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=0.1):
+    """Direct Preference Optimization, "sigmoid" loss (Rafailov et al. 2023, eq. 7).
+
+    policy_chosen_logps:   (B,) summed log-probs log pi(y_c|x) of the chosen completion under the policy
+    policy_rejected_logps: (B,) summed log-probs log pi(y_r|x) of the rejected completion under the policy
+    ref_chosen_logps:      (B,) same for the frozen reference model (no gradient needed)
+    ref_rejected_logps:    (B,)
+    beta:                  strength of the implicit KL penalty (TRL default 0.1)
+
+        h    = [log pi(y_c) - log ref(y_c)] - [log pi(y_r) - log ref(y_r)]
+        loss = mean_i  -log sigmoid(beta * h)
+
+    (h is also (pi_c - pi_r) - (ref_c - ref_r); TRL computes it the first way.)
+
+    Returns (loss, chosen_rewards, rejected_rewards): the implicit rewards
+    beta * (log pi - log ref), shape (B,), detached (for logging only).
+    Step 0 (policy == reference): loss = ln 2 ~= 0.693 and both rewards are 0.
+    """
+    fn = "dpo_loss"
+    _check_pair(fn, policy_chosen_logps, policy_rejected_logps, ("policy_chosen_logps", "policy_rejected_logps"))
+    for name, x in [("ref_chosen_logps", ref_chosen_logps), ("ref_rejected_logps", ref_rejected_logps)]:
+        _check_float(fn, name, x, ndim=1, expected="(B,)")
+        _check_finite(fn, name, x)
+        _check_same_shape(fn, "policy_chosen_logps", policy_chosen_logps, name, x,
+                          "the reference log-probs were computed on a different batch than the policy's.")
+    _check_positive(fn, "beta", beta)
+
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    losses = -F.logsigmoid(beta * (chosen_logratios - rejected_logratios))
+    loss = losses.mean()
+    _check_loss(fn, loss)
+
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return loss, chosen_rewards, rejected_rewards
+
+
+# ---------------------------------------------------------------------------
+# KTO
+# ---------------------------------------------------------------------------
+
+
+def kto_z0(policy_kl_logps, ref_kl_logps):
+    """KTO reference point z0: a batch estimate of KL(pi || ref) (Ethayarajh et al. 2024, eq. 7).
+
+    policy_kl_logps: (B,) summed log-probs of MISMATCHED pairs (x_i, y_j), j != i, under the policy
+    ref_kl_logps:    (B,) same pairs under the reference model
+    (see `mismatched_indices` for how the pairs are built)
+
+        z0 = max(0, mean_i [log pi(y_j|x_i) - log ref(y_j|x_i)])       no gradient
+
+    Clamped at 0 because a KL cannot be negative (the estimate can be), and detached
+    because the paper treats z0 as a constant baseline (TRL computes it under no_grad).
+    Step 0 (policy == reference): 0.
+    """
+    fn = "kto_z0"
+    _check_float(fn, "policy_kl_logps", policy_kl_logps, ndim=1, expected="(B,)")
+    _check_float(fn, "ref_kl_logps", ref_kl_logps, ndim=1, expected="(B,)")
+    _check_finite(fn, "policy_kl_logps", policy_kl_logps)
+    _check_finite(fn, "ref_kl_logps", ref_kl_logps)
+    _check_same_shape(fn, "policy_kl_logps", policy_kl_logps, "ref_kl_logps", ref_kl_logps,
+                      "the reference KL log-probs were computed on a different batch than the policy's.")
+    if policy_kl_logps.numel() == 0:
+        raise ValueError(f"{fn}: `policy_kl_logps` is empty; the KL estimate needs at least one mismatched pair.")
+    return (policy_kl_logps - ref_kl_logps).mean().clamp(min=0).detach()
+
+
+def kto_loss(policy_logps, ref_logps, labels, policy_kl_logps, ref_kl_logps, beta=0.1, lambda_d=1.0, lambda_u=1.0):
+    """Kahneman-Tversky Optimization loss, as in TRL's KTOTrainer (Ethayarajh et al. 2024, eq. 7).
+
+    policy_logps:    (B,) summed log-probs log pi(y_i|x_i) of each example's completion
+    ref_logps:       (B,) same under the frozen reference model
+    labels:          (B,) bool or 0/1; True (1) = desirable, False (0) = undesirable
+    policy_kl_logps: (B,) summed policy log-probs of mismatched pairs, for z0 (see `kto_z0`)
+    ref_kl_logps:    (B,) same under the reference model
+    beta:            KL strength; lambda_d / lambda_u: weights of desirable / undesirable examples
+
+        r_i    = log pi(y_i|x_i) - log ref(y_i|x_i)
+        loss_i = lambda_d * (1 - sigmoid(beta * (r_i - z0)))   if y_i desirable
+                 lambda_u * (1 - sigmoid(beta * (z0 - r_i)))   if y_i undesirable
+        loss   = mean over all B examples
+
+    (The paper writes lambda_y - v(x, y) with v = lambda_y * sigmoid(...): the same thing.)
+    TRL concatenates the weighted desirable and undesirable losses and takes their
+    nanmean; with the finite inputs checked here that is exactly this mean.
+    Works for all-desirable and all-undesirable batches.
+
+    Returns (loss, z0, rewards): z0 scalar (detached), rewards = beta * r_i (B,) detached.
+    Step 0 (policy == reference): z0 = 0 and every example's loss is lambda_y / 2.
+
+    (Equation numbers for KTO follow the ones TRL's kto_trainer.py cites: eq. 7 for the
+    loss, eq. 8 for the lambda recommendation; other arXiv versions may number differently.)
+    """
+    fn = "kto_loss"
+    _check_float(fn, "policy_logps", policy_logps, ndim=1, expected="(B,)")
+    _check_float(fn, "ref_logps", ref_logps, ndim=1, expected="(B,)")
+    _check_finite(fn, "policy_logps", policy_logps)
+    _check_finite(fn, "ref_logps", ref_logps)
+    _check_same_shape(fn, "policy_logps", policy_logps, "ref_logps", ref_logps,
+                      "the reference log-probs were computed on a different batch than the policy's.")
+    if not isinstance(labels, torch.Tensor) or labels.shape != policy_logps.shape:
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(
+            f"{fn}: `labels` should be a (B,) tensor like `policy_logps` {tuple(policy_logps.shape)}, got {got}. "
+            "Likely cause: labels of the whole dataset, or of the KL batch, were passed."
+        )
+    if labels.dtype != torch.bool and not ((labels == 0) | (labels == 1)).all():
+        raise ValueError(
+            f"{fn}: `labels` should be bool or 0/1 (1 = desirable), got values {torch.unique(labels)[:5].tolist()}. "
+            "Likely cause: scores or ratings were passed instead of binary labels."
+        )
+    if policy_logps.numel() == 0:
+        raise ValueError(f"{fn}: the batch is empty.")
+    _check_positive(fn, "beta", beta)
+    _check_positive(fn, "lambda_d", lambda_d)
+    _check_positive(fn, "lambda_u", lambda_u)
+
+    desirable = labels.bool()
+    z0 = kto_z0(policy_kl_logps, ref_kl_logps)
+    logratios = policy_logps - ref_logps
+    desirable_losses = lambda_d * (1 - torch.sigmoid(beta * (logratios - z0)))
+    undesirable_losses = lambda_u * (1 - torch.sigmoid(beta * (z0 - logratios)))
+    losses = torch.where(desirable, desirable_losses, undesirable_losses)
+    loss = losses.mean()
+    _check_loss(fn, loss)
+
+    rewards = beta * logratios.detach()
+    return loss, z0, rewards
+
+
+def mismatched_indices(batch_size):
+    """Which completion each prompt is paired with for the KTO KL estimate.
+
+    Returns a (batch_size,) LongTensor `idx`: prompt i is paired with completion idx[i] = (i - 1) mod B,
+    i.e. torch.roll(arange(B), 1) = [B-1, 0, 1, ..., B-2]. This is TRL's convention: it rotates
+    the completions by one within each batch, (x_1, y_n), (x_2, y_1), ..., (x_n, y_{n-1}).
+    Use as `kl_completions = completions[idx]`.
+
+    batch_size 1 raises ValueError (documented behaviour): the only pairing is (x_1, y_1),
+    which is not mismatched, so the "KL" would just be the example's own reward
+    (TRL refuses per-device batch size 1 for the same reason).
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool):
+        raise ValueError(f"mismatched_indices: `batch_size` should be an int, got {type(batch_size).__name__}.")
+    if batch_size < 2:
+        raise ValueError(
+            f"mismatched_indices: `batch_size` should be at least 2, got {batch_size}. A mismatched "
+            "(prompt, completion) pair needs at least 2 examples: with 1 the completion would be paired "
+            "with its own prompt and z0 would equal that example's reward. Use a batch size >= 2."
+        )
+    return torch.roll(torch.arange(batch_size), shifts=1)
+
+
+def kto_recommended_lambda_d(n_desirable, n_undesirable, lambda_u=1.0):
+    """Range of lambda_d recommended by the KTO paper for a given class balance (Ethayarajh et al. 2024, eq. 8).
+
+    n_desirable, n_undesirable: number of desirable / undesirable examples in the dataset
+    lambda_u: weight of undesirable examples
+
+        lambda_d * n_D / (lambda_u * n_U)  in  [1, 4/3]
+
+    Returns (low, high): lambda_d in [lambda_u * n_U / n_D, 4/3 * lambda_u * n_U / n_D].
+    Balanced data with lambda_u = 1 gives (1.0, 1.333...).
+    """
+    fn = "kto_recommended_lambda_d"
+    _check_positive(fn, "n_desirable", n_desirable)
+    _check_positive(fn, "n_undesirable", n_undesirable)
+    _check_positive(fn, "lambda_u", lambda_u)
+    low = lambda_u * n_undesirable / n_desirable
+    return low, low * 4.0 / 3.0
+
+
+def kto_lambdas_in_recommended_range(n_desirable, n_undesirable, lambda_d=1.0, lambda_u=1.0):
+    """True if lambda_d * n_D / (lambda_u * n_U) lies in [1, 4/3] (Ethayarajh et al. 2024, eq. 8).
+
+    TRL's KTOTrainer logs a warning when this does not hold (it uses 1.33 for 4/3).
+    """
+    fn = "kto_lambdas_in_recommended_range"
+    for name, value in [("n_desirable", n_desirable), ("n_undesirable", n_undesirable),
+                        ("lambda_d", lambda_d), ("lambda_u", lambda_u)]:
+        _check_positive(fn, name, value)
+    ratio = lambda_d * n_desirable / (lambda_u * n_undesirable)
+    return 1.0 <= ratio <= 4.0 / 3.0
+
+
+# ---------------------------------------------------------------------------
+# PPO: advantages, policy loss, value loss
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def compute_gae(rewards, values, mask, gamma=1.0, lam=0.95):
+    """Generalized Advantage Estimation over a padded batch (Schulman et al. 2016, eq. 16).
+
+    rewards: (B, T) per-token rewards (e.g. -kl_coef * KL per token, plus the score on the last token)
+    values:  (B, T) value-head predictions V_t
+    mask:    (B, T) 1 on valid completion tokens; in each row they form one contiguous run,
+             which may start after column 0 (left padding) and end anywhere (right padding)
+    gamma:   discount in [0, 1];  lam: GAE lambda in [0, 1]
+
+        delta_t = r_t + gamma * m_{t+1} * V_{t+1} - V_t         (V after the last valid token is 0)
+        A_t     = delta_t + gamma * lam * m_{t+1} * A_{t+1}
+        returns = A + V                                           (the value-function targets)
+
+    Vectorised over the batch, a Python loop over time only. Advantages and returns are 0 at
+    padding positions, and rewards/values at padding positions never influence valid ones
+    (they are replaced by 0 with torch.where, so even NaN there is harmless). No gradient flows
+    through the result: advantages and returns are constants for the PPO update.
+
+    Checks: lam = 0 gives the TD errors delta_t; lam = 1, gamma = 1 gives
+    (sum of rewards from t to the end) - V_t.
+    """
+    fn = "compute_gae"
+    _check_float(fn, "rewards", rewards, ndim=2, expected="(B, T)")
+    valid = _check_mask(fn, mask, "rewards", rewards)
+    _check_finite(fn, "rewards", rewards, where=valid)
+    _check_float(fn, "values", values, ndim=2, expected="(B, T)")
+    _check_same_shape(fn, "rewards", rewards, "values", values,
+                      "values were computed on a different (e.g. unshifted, or prompt+completion) sequence.")
+    _check_finite(fn, "values", values, where=valid)
+    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
+        raise ValueError(f"{fn}: `gamma` and `lam` should be in [0, 1], got gamma={gamma}, lam={lam}.")
+    m = valid.to(rewards.dtype)
+    run_starts = (m[:, 1:] - m[:, :-1] == 1).sum(dim=1) + m[:, 0]
+    if (run_starts > 1).any():
+        row = int(torch.nonzero(run_starts > 1)[0])
+        raise ValueError(
+            f"{fn}: `mask` row {row} has holes: its valid tokens should form one contiguous run. "
+            "Likely cause: the attention mask (prompt + completion) or a mask with padding inside "
+            "the completion was passed instead of the completion mask."
+        )
+
+    zeros = torch.zeros_like(rewards)
+    r = torch.where(valid, rewards, zeros)
+    v = torch.where(valid, values, zeros)
+    B, T = r.shape
+    next_value = torch.zeros(B, dtype=r.dtype, device=r.device)
+    next_mask = torch.zeros(B, dtype=r.dtype, device=r.device)
+    next_adv = torch.zeros(B, dtype=r.dtype, device=r.device)
+    advantages_reversed = []
+    for t in reversed(range(T)):
+        delta = r[:, t] + gamma * next_mask * next_value - v[:, t]
+        adv = (delta + gamma * lam * next_mask * next_adv) * m[:, t]  # 0 at padding
+        advantages_reversed.append(adv)
+        next_value, next_mask, next_adv = v[:, t], m[:, t], adv
+    advantages = torch.stack(advantages_reversed[::-1], dim=1)
+    returns = torch.where(valid, advantages + v, zeros)
+    return advantages, returns
+
+
+def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2):
+    """PPO clipped surrogate policy loss (Schulman et al. 2017, eq. 7), per token.
+
+    logprobs:     (B, T) log pi_new(a_t|s_t) of the sampled tokens, with gradient
+    old_logprobs: (B, T) log pi_old(a_t|s_t) recorded at rollout time (treated as a constant)
+    advantages:   (B, T) e.g. from `compute_gae`, usually whitened (treated as a constant)
+    mask:         (B, T) 1 on valid completion tokens
+    clip_eps:     epsilon of the clip range [1 - eps, 1 + eps]
+
+        ratio_t = exp(logprobs_t - old_logprobs_t)
+        loss    = masked_mean( max(-A_t * ratio_t, -A_t * clip(ratio_t, 1 - eps, 1 + eps)) )
+
+    (the max of the negatives is the minus of the paper's min, since we minimise).
+
+    Returns (loss, stats) with stats of detached scalars:
+      clipfrac:  fraction of valid tokens where the clipped term is strictly larger, i.e. the
+                 one selected, so the token gets no gradient
+                 (TRL < 1.0 PPOTrainer: `(pg_losses2 > pg_losses)`)
+      approx_kl: k3 estimate of KL(pi_old || pi_new), mean of (ratio - 1) - log(ratio)
+                 (Schulman 2020, "Approximating KL divergence"); always >= 0
+      ratio_mean: mean ratio over valid tokens
+    Step 0 (logprobs == old_logprobs): ratio exactly 1, approx_kl 0, clipfrac 0, loss = -mean(A).
+    """
+    fn = "ppo_clip_loss"
+    _check_float(fn, "logprobs", logprobs, ndim=2, expected="(B, T)")
+    valid = _check_mask(fn, mask, "logprobs", logprobs)
+    for name, x in [("old_logprobs", old_logprobs), ("advantages", advantages)]:
+        _check_float(fn, name, x, ndim=2, expected="(B, T)")
+        _check_same_shape(fn, "logprobs", logprobs, name, x,
+                          "tensors of the rollout and of the update were cut to different lengths.")
+    for name, x in [("logprobs", logprobs), ("old_logprobs", old_logprobs), ("advantages", advantages)]:
+        _check_finite(fn, name, x, where=valid)
+    _check_positive(fn, "clip_eps", clip_eps)
+
+    zeros = torch.zeros_like(logprobs)
+    log_ratio = torch.where(valid, logprobs - old_logprobs.detach(), zeros)  # 0 at padding: ratio 1, no overflow
+    ratio = torch.exp(log_ratio)
+    advantages = torch.where(valid, advantages.detach(), zeros)
+    pg_losses = -advantages * ratio
+    pg_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    loss = masked_mean(torch.maximum(pg_losses, pg_losses_clipped), mask)
+    _check_loss(fn, loss)
+
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_mean((pg_losses_clipped > pg_losses).float(), mask),
+            "approx_kl": masked_mean((ratio - 1) - log_ratio, mask),
+            "ratio_mean": masked_mean(ratio, mask),
+        }
+    return loss, stats
+
+
+def value_loss_clipped(values, old_values, returns, mask, clip_eps=0.2):
+    """Clipped value-function loss of PPO (OpenAI baselines ppo2; TRL < 1.0 PPOTrainer).
+
+    values:     (B, T) current value predictions, with gradient
+    old_values: (B, T) value predictions recorded at rollout time (constant)
+    returns:    (B, T) targets, e.g. from `compute_gae` (constant)
+    mask:       (B, T) 1 on valid completion tokens
+    clip_eps:   how far V may move from old_values before the clipped branch takes over
+
+        V_clip = clip(V, V_old - eps, V_old + eps)
+        loss   = 0.5 * masked_mean( max((V - R)^2, (V_clip - R)^2) )
+
+    This is not in the PPO paper; Engstrom et al. 2020 ("Implementation matters") found it
+    does not clearly help, but most RLHF code uses it.
+    Returns (loss, stats) with stats["vf_clipfrac"]: fraction of valid tokens where the
+    clipped error is strictly larger (TRL < 1.0: `(vf_losses2 > vf_losses1)`).
+    Step 0 (values == old_values): loss = 0.5 * masked_mean((V - R)^2), vf_clipfrac 0.
+    """
+    fn = "value_loss_clipped"
+    _check_float(fn, "values", values, ndim=2, expected="(B, T)")
+    valid = _check_mask(fn, mask, "values", values)
+    for name, x in [("old_values", old_values), ("returns", returns)]:
+        _check_float(fn, name, x, ndim=2, expected="(B, T)")
+        _check_same_shape(fn, "values", values, name, x,
+                          "tensors of the rollout and of the update were cut to different lengths.")
+    for name, x in [("values", values), ("old_values", old_values), ("returns", returns)]:
+        _check_finite(fn, name, x, where=valid)
+    _check_positive(fn, "clip_eps", clip_eps)
+
+    zeros = torch.zeros_like(values)
+    old_values = torch.where(valid, old_values.detach(), zeros)
+    returns = torch.where(valid, returns.detach(), zeros)
+    values = torch.where(valid, values, zeros)
+    values_clipped = torch.clamp(values, old_values - clip_eps, old_values + clip_eps)
+    vf_losses = (values - returns) ** 2
+    vf_losses_clipped = (values_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(vf_losses, vf_losses_clipped), mask)
+    _check_loss(fn, loss)
+    with torch.no_grad():
+        stats = {"vf_clipfrac": masked_mean((vf_losses_clipped > vf_losses).float(), mask)}
+    return loss, stats
+
+
+def explained_variance(values, returns, mask):
+    """How much of the variance of the returns the value head explains, over valid tokens.
+
+    values, returns, mask: (B, T)
+
+        EV = 1 - Var[R - V] / Var[R]
+
+    1 = perfect predictions, 0 = no better than predicting the mean, < 0 = worse than that.
+    Returns a detached scalar; NaN if Var[R] is 0 (as in CleanRL / Stable-Baselines3).
+    """
+    fn = "explained_variance"
+    _check_float(fn, "values", values, ndim=2, expected="(B, T)")
+    valid = _check_mask(fn, mask, "values", values)
+    _check_float(fn, "returns", returns, ndim=2, expected="(B, T)")
+    _check_same_shape(fn, "values", values, "returns", returns, "values and returns come from different batches.")
+    _check_finite(fn, "values", values, where=valid)
+    _check_finite(fn, "returns", returns, where=valid)
+    with torch.no_grad():
+        r = returns[valid]
+        var_r = r.var(unbiased=False)
+        if var_r == 0:
+            return torch.tensor(float("nan"), dtype=returns.dtype)
+        return 1 - (r - values[valid]).var(unbiased=False) / var_r
+
+
+# ---------------------------------------------------------------------------
+# KL penalty coefficient and KL estimators
+# ---------------------------------------------------------------------------
+
+
+class AdaptiveKLController:
+    """Adaptive KL coefficient of Ziegler et al. 2019 ("Fine-Tuning LMs from Human Preferences", sec. 2.2).
+
+        err   = clip(KL / target - 1, -0.2, 0.2)
+        beta <- beta * (1 + err * n_steps / horizon)
+
+    KL above target -> beta grows (stronger penalty); below -> beta shrinks.
+    The clip bounds how fast beta can move per update.
+    """
+
+    def __init__(self, init_beta=0.1, target=6.0, horizon=10000):
+        fn = "AdaptiveKLController"
+        _check_positive(fn, "init_beta", init_beta)
+        _check_positive(fn, "target", target)
+        _check_positive(fn, "horizon", horizon)
+        self.beta = float(init_beta)
+        self.target = float(target)
+        self.horizon = float(horizon)
+
+    def update(self, current_kl, n_steps):
+        """current_kl: measured KL(pi || ref) (float or scalar tensor); n_steps: samples seen since last update."""
+        current_kl = float(current_kl)
+        if not math.isfinite(current_kl):
+            raise ValueError(
+                f"AdaptiveKLController.update: `current_kl` should be finite, got {current_kl}. "
+                "Likely cause: the policy already diverged; updating beta would poison it."
+            )
+        err = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.beta *= 1.0 + err * n_steps / self.horizon
+        return self.beta
+
+
+class FixedKLController:
+    """A constant KL coefficient with the same interface as AdaptiveKLController."""
+
+    def __init__(self, beta):
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"FixedKLController: `beta` should be a finite number >= 0, got {beta!r}.")
+        self.beta = float(beta)
+
+    def update(self, current_kl, n_steps):
+        return self.beta
+
+
+def _check_logp_pair(fn, logp, logp_ref):
+    for name, x in [("logp", logp), ("logp_ref", logp_ref)]:
+        _check_float(fn, name, x)
+        _check_finite(fn, name, x)
+    _check_same_shape(fn, "logp", logp, "logp_ref", logp_ref,
+                      "policy and reference log-probs were computed on different batches.")
+
+
+def kl_k1(logp, logp_ref):
+    """Per-token k1 estimator of KL(pi || ref) for tokens sampled from pi: log pi - log ref.
+
+    logp, logp_ref: (...) log-probs of the sampled tokens under the policy and the reference.
+    Unbiased but high variance, and single values can be negative. Elementwise: mask/sum it
+    yourself. (Schulman 2020, "Approximating KL divergence", http://joschu.net/blog/kl-approx.html)
+    Step 0 (pi == ref): 0.
+    """
+    _check_logp_pair("kl_k1", logp, logp_ref)
+    return logp - logp_ref
+
+
+def kl_k3(logp, logp_ref):
+    """Per-token k3 estimator of KL(pi || ref) for tokens sampled from pi: (r - 1) - log r, r = ref/pi.
+
+    logp, logp_ref: (...) log-probs of the sampled tokens under the policy and the reference.
+    Unbiased, lower variance than k1, and every value is >= 0. Elementwise.
+    (Schulman 2020, "Approximating KL divergence", http://joschu.net/blog/kl-approx.html)
+    Step 0 (pi == ref): 0.
+    """
+    _check_logp_pair("kl_k3", logp, logp_ref)
+    log_r = logp_ref - logp
+    return torch.expm1(log_r) - log_r

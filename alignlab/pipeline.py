@@ -34,7 +34,7 @@ def _optimizer(model, lr: float, steps: int):
 
 
 def _settings(profile: Profile, seed: int) -> dict:
-    return {"profile": settings_dict(profile), "seed": seed, "vocab": world.vocabulary()}
+    return {"profile": settings_dict(profile), "seed": seed, "world": world.fingerprint()}
 
 
 def pretrain(profile: Profile, seed: int = 0, device=None, progress: bool = True):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import random
 from typing import Iterable, Sequence
 
@@ -54,7 +55,8 @@ OPENERS: list[str] = ["", "i thought", "i felt", "honestly ,", "to be fair ,", "
 GRAMMAR: dict[str, list[tuple[float, list[str]]]] = {
     # A full review: a first sentence, then up to two more.
     "REVIEW": [(0.55, ["FIRST"]), (0.30, ["FIRST", "SENT"]), (0.15, ["FIRST", "SENT", "SENT"])],
-    "FIRST": [(1.0, ["OPEN", "CLAUSE", "."]), (0.6, ["OPEN", "CLAUSE", "CONJ", "CLAUSE", "."])],
+    "FIRST": [(1.0, ["OPEN", "CLAUSE", "."]), (0.4, ["OPEN", "CLAUSE", "CONJ", "CLAUSE", "."]),
+              (0.3, ["OPEN", "CLAUSE", ",", "CONJ", "CLAUSE", "."])],
     "OPEN": [(4.0, [])] + [(1.0, o.split()) for o in OPENERS if o],
     "SENT": [(1.0, ["CLAUSE", "."]), (1.0, ["ADVERB", "CLAUSE", "."]), (0.6, ["CLOSER", "."])],
     "CLOSER": [(1.0, ["i", "would", "recommend", "it"]), (1.0, ["i", "would", "not", "recommend", "it"]),
@@ -72,6 +74,12 @@ for _name, _words in LEXICON.items():
 START = "REVIEW"
 # Completions continue a prompt; they never need more than this many words.
 MAX_COMPLETION_WORDS = 40
+
+
+def fingerprint() -> str:
+    """A short hash of the grammar: part of every cache key, so editing the world retrains."""
+    blob = json.dumps([GRAMMAR, OPENERS], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def vocabulary() -> list[str]:

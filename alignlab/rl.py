@@ -1,0 +1,274 @@
+"""RL machinery shared by policy gradients (lecture 02) and PPO (lecture 03).
+
+The language model as an RL agent:
+
+* **state** s_t: the prompt plus the completion tokens generated so far;
+* **action** a_t: the next token;
+* **episode**: one completion, ending at ``<eos>`` (or cut off at the length limit);
+* **reward**: a score of the whole completion (the gold judge, or a learned reward
+  model), paid on the completion's last token, plus an optional per-token KL
+  penalty ``-kl_coef * (log pi(a_t|s_t) - log pi_ref(a_t|s_t))`` that keeps the
+  policy near the reference.
+
+Three pieces live here:
+
+``PolicyWithValue``
+    a ``GPT2LMHeadModel`` plus a zero-initialised scalar value head; one forward
+    pass gives the token log-probs and the values V(s_t).
+``Rollout`` / ``rollout(...)``
+    sample completions, score them, and record everything an update needs
+    (log-probs at the sampling temperature, reference log-probs, values, per-token
+    rewards, the completion mask), all without gradient.
+``token_rewards(...)``
+    the per-token reward: KL penalty on every completion token, plus the sequence
+    score on the last real completion token.
+
+Alignment of every (B, T) tensor (one left-padded row; ``lp`` = log-prob)::
+
+    column t         0      1      2       3       4       5       6      7
+    input_ids      <pad>  <bos>   the    acting   was    great     .    <eos>
+    attention_mask   0      1      1       1       1       1       1      1
+    completion_mask  0      0      0       0       1       1       1      1   <- actions a_t
+    logprobs[:, t]   0      .      .       .    lp(was  lp(great lp(.   lp(<eos>
+                                                 |<=3)   |<=4)    |<=5)  |<=6)
+    values[:, t]     0      .      .       .    V(s_4)  V(s_5)   V(s_6)  V(s_7)
+                                                 = v(h_3) = v(h_4) ...   = v(h_6)
+    rewards[:, t]    0      0      0       0     -b*kl   -b*kl   -b*kl  -b*kl + score
+
+Column t holds everything about the action a_t = input_ids[:, t] taken in the state
+s_t = input_ids[:, :t]: its log-prob (as in ``sampling.token_logprobs``), the value
+of s_t (the value head applied to the hidden state of column t - 1, the last token
+the model has seen before choosing a_t) and its reward. The sequence score lands on
+the last column where ``completion_mask`` is 1 (here the ``<eos>``; a row whose
+completion is shorter has padding after it, and its score lands before the padding).
+Everything outside the completion mask is 0. ``losses.compute_gae(rewards, values,
+mask)`` then takes the value after the last real token to be 0 (the episode ended).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .sampling import Batch, position_ids, sample, token_logprobs
+
+
+# ---------------------------------------------------------------------------
+# 1. The policy with a value head
+# ---------------------------------------------------------------------------
+
+class PolicyWithValue(nn.Module):
+    """A causal LM (``.lm``, a ``GPT2LMHeadModel``) plus a scalar value head.
+
+    ``forward(input_ids, attention_mask, temperature)`` returns ``(logprobs, values)``,
+    both (B, T) and aligned as in the module docstring, from ONE transformer pass:
+    the last hidden state feeds both the LM head (log-probs) and the value head.
+
+    The value head is ``nn.Linear(n_embd, 1)`` with weight and bias set to 0, so at
+    initialisation every value is exactly 0 and the first advantages are the plain
+    returns (the "implementation details" literature, e.g. Huang et al. 2022, "The 37
+    implementation details of PPO", recommends a small or zero init for this head).
+
+    ``PolicyWithValue`` is NOT itself a language model: wherever a plain causal LM is
+    expected (``sampling.sample``, ``sampling.token_logprobs``, the shared
+    ``Evaluator``, ``training.train``), pass ``policy.lm``. Both share the same
+    weights, so training one trains the other.
+
+    ``detach_value``: if True, the value loss trains only the value head, not the
+    shared transformer (a "stop-gradient" critic). False (the default) is the usual
+    shared-trunk set-up of RLHF code.
+    """
+
+    def __init__(self, lm: nn.Module, detach_value: bool = False):
+        super().__init__()
+        self.lm = lm
+        self.detach_value = detach_value
+        self.value_head = nn.Linear(lm.config.n_embd, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                temperature: float = 1.0, return_logits: bool = False):
+        """(logprobs, values), each (B, T); column 0 of both is 0.
+
+        ``logprobs[:, t]`` = log pi(a_t | s_t) at ``temperature`` (it must be the one the
+        tokens were sampled with); ``values[:, t]`` = V(s_t). With ``return_logits``, the
+        (B, T, V) logits (before the temperature, column t predicting token t + 1) come
+        third, e.g. for an entropy bonus.
+        """
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"PolicyWithValue: `temperature` must be a number > 0, got "
+                             f"{temperature!r}")
+        hidden = self.lm.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                     position_ids=position_ids(attention_mask)).last_hidden_state
+        logits = self.lm.lm_head(hidden)
+        logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
+        lp = F.pad(logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1), (1, 0))
+        h = hidden[:, :-1].detach() if self.detach_value else hidden[:, :-1]
+        values = F.pad(self.value_head(h).squeeze(-1).float(), (1, 0))
+        return (lp, values, logits) if return_logits else (lp, values)
+
+
+# ---------------------------------------------------------------------------
+# 2. Per-token rewards
+# ---------------------------------------------------------------------------
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) column of the last 1 in each row of ``mask`` (B, T); error if a row has none."""
+    m = mask.bool()
+    if not m.any(-1).all():
+        row = int((~m.any(-1)).nonzero()[0])
+        raise ValueError(f"last_token_index: `mask` row {row} has no completion token "
+                         "(all 0). Likely cause: the prompt mask or attention mask was "
+                         "passed, or an empty completion was encoded without <eos>.")
+    T = m.shape[1]
+    return T - 1 - m.flip(-1).long().argmax(-1)
+
+
+def token_rewards(score, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+                  mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """(B, T) per-token rewards of the KL-regularised objective (Ziegler et al. 2019, eq. 2).
+
+    score:        (B,) sequence scores (tensor or list): the judge's or the reward model's
+    logprobs:     (B, T) log pi(a_t|s_t) of the sampled tokens (no gradient needed)
+    ref_logprobs: (B, T) log pi_ref(a_t|s_t) of the same tokens
+    mask:         (B, T) completion mask (1 on the actions, ``<eos>`` included)
+    kl_coef:      beta >= 0, the weight of the KL penalty
+
+        r_t = -beta * (log pi(a_t|s_t) - log pi_ref(a_t|s_t))        on every completion token
+            + score                                                   on the last one
+
+    The sum over t is score - beta * KL_k1(sequence), the RLHF objective of one sample.
+    Step 0 (policy == reference): only the score remains.
+    """
+    fn = "token_rewards"
+    for name, x in (("logprobs", logprobs), ("ref_logprobs", ref_logprobs)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            raise ValueError(f"{fn}: `{name}` must be a (B, T) tensor, got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+    if logprobs.shape != ref_logprobs.shape or mask.shape != logprobs.shape:
+        raise ValueError(f"{fn}: `logprobs` {tuple(logprobs.shape)}, `ref_logprobs` "
+                         f"{tuple(ref_logprobs.shape)} and `mask` {tuple(mask.shape)} must have "
+                         "the same shape. Likely cause: one was computed on another batch.")
+    score = torch.as_tensor(score, dtype=torch.float32, device=logprobs.device)
+    if score.shape != logprobs.shape[:1]:
+        raise ValueError(f"{fn}: `score` must hold one number per row, shape "
+                         f"({logprobs.shape[0]},), got {tuple(score.shape)}")
+    if not torch.isfinite(score).all():
+        raise ValueError(f"{fn}: `score` has NaN/inf at rows "
+                         f"{(~torch.isfinite(score)).nonzero().flatten().tolist()[:5]}; the "
+                         "reward function must return finite numbers")
+    if not (isinstance(kl_coef, (int, float)) and math.isfinite(kl_coef) and kl_coef >= 0):
+        raise ValueError(f"{fn}: `kl_coef` must be a finite number >= 0, got {kl_coef!r}")
+    m = mask.float()
+    kl = torch.where(m.bool(), logprobs.float() - ref_logprobs.float(), torch.zeros_like(m))
+    rewards = -kl_coef * kl
+    rows = torch.arange(len(score), device=rewards.device)
+    rewards[rows, last_token_index(m)] += score
+    return rewards
+
+
+# ---------------------------------------------------------------------------
+# 3. Rollouts
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Rollout:
+    """One batch of sampled episodes and everything an update needs (no gradient).
+
+    All (B, T) tensors follow the alignment of the module docstring and are 0 outside
+    ``mask``.
+    """
+
+    batch: Batch
+    """The sampled, left-padded prompt + completion sequences."""
+    logprobs: torch.Tensor
+    """(B, T) log pi(a_t|s_t) at the sampling temperature, when sampled ("old" log-probs)."""
+    ref_logprobs: torch.Tensor
+    """(B, T) log pi_ref(a_t|s_t) of the same tokens, same temperature."""
+    values: torch.Tensor
+    """(B, T) V(s_t) from the value head when sampled ("old" values)."""
+    scores: torch.Tensor
+    """(B,) sequence scores from ``reward_fn``."""
+    rewards: torch.Tensor
+    """(B, T) per-token rewards (``token_rewards``)."""
+    mask: torch.Tensor
+    """(B, T) float completion mask: 1 on the actions (``<eos>`` included)."""
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    @property
+    def kl(self) -> torch.Tensor:
+        """(B,) sequence KL estimate sum_t log pi/pi_ref (k1) of each sample."""
+        return ((self.logprobs - self.ref_logprobs) * self.mask).sum(-1)
+
+    def stats(self) -> dict:
+        """Batch means for logging: score, kl (k1 per sequence), length in tokens."""
+        return {"score": self.scores.mean().item(), "rollout_kl": self.kl.mean().item(),
+                "rollout_len": self.mask.sum(-1).mean().item()}
+
+
+def check_scores(scores, n: int, who: str = "reward_fn") -> torch.Tensor:
+    """``scores`` as a (n,) float tensor; a clear error if the count or a value is wrong."""
+    try:
+        out = torch.as_tensor(list(scores), dtype=torch.float32)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{who} must return a list of {n} numbers, got "
+                         f"{type(scores).__name__} ({e})") from None
+    if out.shape != (n,):
+        raise ValueError(f"{who} returned {out.numel()} scores (shape {tuple(out.shape)}) for "
+                         f"{n} completions; it must return exactly one number per completion")
+    if not torch.isfinite(out).all():
+        bad = (~torch.isfinite(out)).nonzero().flatten().tolist()
+        raise ValueError(f"{who} returned non-finite scores (NaN/inf) at positions {bad[:5]}; "
+                         "every completion needs a finite score (score invalid text low, "
+                         "e.g. -1, instead of NaN)")
+    return out
+
+
+@torch.no_grad()
+def rollout(policy: PolicyWithValue, ref, tok, prompts: list[str], reward_fn, config,
+            seed: int | None = None, kl_coef: float | None = None) -> Rollout:
+    """Sample one completion per prompt from ``policy`` and record a ``Rollout``.
+
+    policy:    a ``PolicyWithValue`` (its ``.lm`` samples)
+    ref:       the frozen reference LM pi_ref (a plain causal LM)
+    reward_fn: ``reward_fn(prompts, completions, finished) -> list[float]``, one score
+               per completion (the gold judge here, a learned reward model in PPO)
+    config:    any object with ``max_new_tokens``, ``temperature`` and ``kl_coef``
+               (e.g. ``pg.PGConfig``); ``kl_coef`` given here overrides it (adaptive KL)
+    seed:      seed of the sampling draw (repeatable runs)
+    """
+    if not isinstance(policy, PolicyWithValue):
+        raise TypeError(f"rollout: `policy` must be a PolicyWithValue, got "
+                        f"{type(policy).__name__}; wrap the LM with PolicyWithValue(lm)")
+    kl_coef = config.kl_coef if kl_coef is None else kl_coef
+    temperature = config.temperature
+    was_training = policy.training
+    policy.eval()
+    batch = sample(policy.lm, tok, list(prompts), config.max_new_tokens, temperature, seed=seed)
+    scores = check_scores(reward_fn(batch.prompts, batch.completions, batch.finished),
+                          len(batch)).to(batch.input_ids.device)
+    logprobs, values = policy(batch.input_ids, batch.attention_mask, temperature)
+    ref_logprobs = token_logprobs(ref, batch.input_ids, batch.attention_mask, temperature)
+    policy.train(was_training)
+    mask = batch.completion_mask.float()
+    rewards = token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef)
+    return Rollout(batch, logprobs * mask, ref_logprobs * mask, values * mask, scores,
+                   rewards, mask)
+
+
+def gold_reward_fn(prompts: list[str], completions: list[str], finished: list[bool]) -> list[float]:
+    """The gold judge as a ``reward_fn`` (lecture 02 optimises it directly, on purpose)."""
+    from . import world
+
+    return world.gold_rewards(prompts, completions, finished)

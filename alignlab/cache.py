@@ -100,6 +100,9 @@ def get_or_build(kind: str, settings: dict, build: Callable[[Path], dict | None]
         try:
             t0 = time.time()
             extra = build(tmp) or {}
+            if not isinstance(extra, dict):
+                raise TypeError(f"the build function of {kind!r} must return a dict of metadata "
+                                f"or None, got {type(extra).__name__}")
             meta = {"kind": kind, "settings": settings, "seconds": round(time.time() - t0, 2),
                     **extra}
             write_json_atomic(tmp / META, meta)

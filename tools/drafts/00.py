@@ -258,7 +258,7 @@ corpus = world.make_corpus(2000, seed=1)
 corpus_gold = sum(world.gold_reward(*world.split_review(r)) for r in corpus) / len(corpus)
 sft_row = evaluator(sft_model)
 print(f"corpus average gold = {corpus_gold:.3f}   SFT gold = {sft_row['gold_reward']:.3f}   SFT valid = {sft_row['valid_rate']:.3f}")
-alignlab.report(sft_row, notebook="00_pipeline")
+_ = alignlab.report(sft_row, notebook="00_pipeline")
 
 # %% [markdown]
 # ## 11. Summary

@@ -1,0 +1,362 @@
+"""PPO-clip RLHF: fine-tune the policy against a learned reward model, near the reference.
+
+The RLHF objective (Ziegler et al. 2019; Ouyang et al. 2022, eq. 2)
+
+    max_pi  E_{x, y ~ pi}[ r(x, y) ]  -  beta * KL( pi(.|x) || pi_ref(.|x) )
+
+is optimised with PPO (Schulman et al. 2017). One PPO **iteration** (``ppo_iteration``):
+
+1. **Rollout** (``rl.rollout``): sample one completion per prompt at ``temperature``; score
+   it with ``reward_fn`` (the learned reward model, or the gold judge for "PPO-GT"); record,
+   without gradient and in eval mode, the "old" log-probs and values and the reference
+   log-probs, all at the same temperature. Per-token rewards (``rl.token_rewards``):
+   ``-beta * (log pi - log pi_ref)`` on every completion token, plus the score on the last.
+2. **Advantages** (``advantages``): GAE(gamma, lambda) from the rewards and the old values,
+   whitened over the batch; value targets R_t = A_t + V_old(s_t) (before whitening).
+3. **Updates**: ``ppo_epochs`` passes over the rollout in shuffled minibatches; each
+   minibatch takes one AdamW step on (``minibatch_loss``)
+
+       loss = ppo_clip_loss(log pi, log pi_old, A, clip_eps) + vf_coef * value_loss_clipped(V, V_old, R, vf_clip)
+
+   with the gradient norm clipped to ``max_grad_norm``.
+4. **KL controller**: beta for the next rollout from ``FixedKLController`` or, for PPO-KL,
+   ``AdaptiveKLController`` (beta grows when the rollout's KL is above ``kl_target``).
+
+Logged metrics (one definition each; gold_reward, kl, win_rate, valid_rate and length come
+from the shared ``Evaluator`` on held-out prompts). "Rollout" metrics are means over the
+iteration's training samples; update metrics are means over all minibatches of all epochs.
+
+=======================  ================================================================
+``loss``                 ``pg_loss + vf_coef * vf_loss``
+``pg_loss``              clipped surrogate loss -min(rho A, clip(rho, 1-eps, 1+eps) A), token
+                         mean; its value is not a progress measure (A is whitened)
+``vf_loss``              clipped value loss 0.5 * max((V-R)^2, (V_clip-R)^2), token mean
+``clipfrac``             fraction of tokens where the clipped branch is selected (no
+                         gradient); healthy 0-0.2, near 0 = updates too timid, > 0.3 = too big
+``approx_kl``            k3 estimate of KL(pi_old || pi_new) per token, mean of
+                         (rho - 1) - log rho; 0 at the first minibatch; healthy < ~0.02
+``ratio_mean``           mean of rho = pi_new / pi_old over tokens; 1 at the first minibatch
+``vf_clipfrac``          fraction of tokens where the clipped value error is selected
+``explained_variance``   1 - Var(R - V_old) / Var(R) over the rollout's tokens: how well the
+                         value head predicted the returns before the update (1 = perfect,
+                         0 = a constant would do as well, < 0 = worse)
+``kl_coef``              beta used for this iteration's rewards
+``kl_penalty``           mean per-token KL penalty beta * (log pi - log pi_ref) over the
+                         rollout's completion tokens (what the KL term costs per token)
+``rollout_kl``           mean over the rollout of the sequence KL sum_t log pi/pi_ref (k1);
+                         what the adaptive controller steers towards ``kl_target``
+``score``                mean ``reward_fn`` score of the rollout (what PPO maximises)
+``rm_reward``            mean learned-RM score of the rollout: the proxy reward (equals
+                         ``score`` when optimising the RM; logged via ``rm_fn`` otherwise)
+``rollout_gold``         mean gold-judge score of the same rollout samples (the truth)
+``rollout_valid``        fraction of the rollout's samples that are finished, valid reviews
+``rollout_len``          mean completion length in tokens (``<eos>`` included)
+=======================  ================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import world
+from .config import override
+from .losses import (AdaptiveKLController, FixedKLController, compute_gae, explained_variance,
+                     masked_mean, ppo_clip_loss, value_loss_clipped, whiten)
+from .models import Profile, get_device, seed_everything
+from .rl import PolicyWithValue, Rollout, gold_reward_fn, rollout
+from .training import History, train
+
+REWARDS = ("rm", "gold")
+
+
+@dataclass
+class PPOConfig:
+    """Settings of a PPO-clip RLHF run (defaults: quick profile, fixed beta, learned RM)."""
+
+    steps: int = 30
+    """PPO iterations; each is one rollout followed by ``ppo_epochs`` passes of updates."""
+    batch: int = 48
+    """Prompts per rollout (one completion each)."""
+    ppo_epochs: int = 4
+    """Passes over each rollout (the samples are reused: that is what the clip protects)."""
+    minibatch: int = 16
+    """Completions per gradient step; ``batch / minibatch`` steps per epoch."""
+    lr: float = 1e-3
+    """AdamW learning rate of the language model."""
+    value_lr: float = 3e-3
+    """AdamW learning rate of the value head (it starts at 0 and must catch up fast)."""
+    clip_eps: float = 0.2
+    """epsilon of the policy clip: the ratio pi/pi_old is clipped to [1 - eps, 1 + eps]."""
+    vf_clip: float = 0.2
+    """How far a value prediction may move from its rollout value before clipping."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in the total loss."""
+    gamma: float = 1.0
+    """Discount; 1 because an episode is one short completion."""
+    lam: float = 0.95
+    """GAE lambda: 0 = one-step TD errors, 1 = Monte-Carlo return minus the value."""
+    kl_coef: float = 0.05
+    """beta of the per-token KL penalty (the initial beta when ``adaptive``)."""
+    adaptive: bool = False
+    """PPO-KL: adapt beta towards ``kl_target`` (Ziegler et al. 2019) instead of keeping it fixed."""
+    kl_target: float = 2.0
+    """Target sequence KL(pi || pi_ref) in nats for the adaptive controller."""
+    kl_horizon: int = 500
+    """Adaptive controller horizon, in samples: beta moves by at most a factor
+    (1 +- 0.2 * batch / kl_horizon) per iteration."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip of each update."""
+    temperature: float = 1.0
+    """Sampling temperature; every log-prob (old, new, reference) is computed at it too."""
+    reward: str = "rm"
+    """What PPO maximises: 'rm' (the learned reward model) or 'gold' (the judge: "PPO-GT")."""
+    seed: int = 0
+    """Seed of the rollouts and the minibatch order (same seed, same run)."""
+    max_new_tokens: int = 32
+    """Longest completion sampled, in tokens."""
+    eval_every: int = 10
+    """Evaluate with the shared Evaluator every this many iterations."""
+
+    @classmethod
+    def for_profile(cls, profile: Profile, **overrides) -> "PPOConfig":
+        """Defaults for ``profile`` (``full``: a bigger model, larger batches, a smaller lr)."""
+        base = cls(max_new_tokens=profile.max_new_tokens)
+        if profile.name == "full":
+            base = override(base, {"steps": 40, "batch": 128, "minibatch": 32, "lr": 5e-4})
+        return override(base, overrides)
+
+    def __post_init__(self):
+        if self.reward not in REWARDS:
+            raise ValueError(f"PPOConfig.reward must be one of {REWARDS}, got {self.reward!r}")
+        for name in ("gamma", "lam"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {v}")
+        for name in ("steps", "batch", "ppo_epochs", "minibatch", "max_new_tokens", "eval_every",
+                     "kl_horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PPOConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.minibatch > self.batch:
+            raise ValueError(f"PPOConfig.minibatch ({self.minibatch}) must be <= batch "
+                             f"({self.batch}): a minibatch is a slice of one rollout")
+        for name in ("clip_eps", "vf_clip", "temperature", "lr", "kl_target"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not self.kl_coef >= 0:
+            raise ValueError(f"PPOConfig.kl_coef must be >= 0, got {self.kl_coef}")
+        if self.adaptive and self.kl_coef == 0:
+            raise ValueError("PPOConfig: adaptive=True needs kl_coef > 0 (the controller "
+                             "multiplies beta, so it would stay 0 forever)")
+
+
+# ---------------------------------------------------------------------------
+# 1. Policy, reward functions, controller
+# ---------------------------------------------------------------------------
+
+def new_policy(sft_lm) -> PolicyWithValue:
+    """A trainable copy of the SFT model with a fresh (zero-initialised) value head."""
+    lm = copy.deepcopy(sft_lm)
+    for p in lm.parameters():
+        p.requires_grad_(True)
+    return PolicyWithValue(lm).to(next(sft_lm.parameters()).device).train()
+
+
+def rm_reward_fn(rm, tok):
+    """The learned reward model as a ``reward_fn(prompts, completions, finished) -> list``.
+
+    It scores ``<bos> prompt completion [<eos>]`` at the last real token (``rm.score_texts``),
+    in eval mode, without gradient.
+    """
+    from .rm import score_texts
+
+    def reward_fn(prompts, completions, finished):
+        return score_texts(rm, tok, prompts, completions, finished).tolist()
+
+    return reward_fn
+
+
+def kl_controller(config: PPOConfig):
+    """``AdaptiveKLController`` (PPO-KL) or ``FixedKLController`` as ``config`` says."""
+    if config.adaptive:
+        return AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
+    return FixedKLController(config.kl_coef)
+
+
+def make_optimizer(policy: PolicyWithValue, config: PPOConfig) -> torch.optim.Optimizer:
+    """AdamW with one learning rate for the LM and another for the value head."""
+    return torch.optim.AdamW([
+        {"params": list(policy.lm.parameters()), "lr": config.lr},
+        {"params": list(policy.value_head.parameters()), "lr": config.value_lr},
+    ], weight_decay=0.0, betas=(0.9, 0.95))
+
+
+# ---------------------------------------------------------------------------
+# 2. Advantages and the loss of one minibatch
+# ---------------------------------------------------------------------------
+
+def advantages(ro: Rollout, config: PPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(whitened advantages, value targets), each (B, T), from the rollout's old values.
+
+    Whitening (mean 0, std 1 over the batch's tokens) happens after the returns are
+    formed, so the value head still regresses on the reward's own scale.
+    """
+    adv, returns = compute_gae(ro.rewards, ro.values, ro.mask, config.gamma, config.lam)
+    return whiten(adv, ro.mask), returns
+
+
+def minibatch_loss(policy: PolicyWithValue, ro: Rollout, adv: torch.Tensor,
+                   returns: torch.Tensor, idx: torch.Tensor, config: PPOConfig) -> tuple:
+    """(loss, stats) of the rows ``idx`` of rollout ``ro``, with gradient.
+
+    The new log-probs and values come from the same forward pass (``PolicyWithValue``) at the
+    same temperature, on the same padded rows and columns as the old ones, so before any
+    update the ratio is exactly 1.
+    """
+    batch = ro.batch
+    logp, values = policy(batch.input_ids[idx], batch.attention_mask[idx], config.temperature)
+    mask = ro.mask[idx]
+    pg_loss, pg_stats = ppo_clip_loss(logp, ro.logprobs[idx], adv[idx], mask, config.clip_eps)
+    vf_loss, vf_stats = value_loss_clipped(values, ro.values[idx], returns[idx], mask,
+                                           config.vf_clip)
+    loss = pg_loss + config.vf_coef * vf_loss
+    stats = {"loss": loss.detach(), "pg_loss": pg_loss.detach(), "vf_loss": vf_loss.detach(),
+             **pg_stats, **vf_stats}
+    return loss, {k: float(v) for k, v in stats.items()}
+
+
+def ppo_update(policy: PolicyWithValue, opt, ro: Rollout, config: PPOConfig,
+               generator: torch.Generator | None = None) -> list[dict]:
+    """``ppo_epochs`` passes of shuffled minibatch steps on ``ro``; the stats of every step.
+
+    Returns one dict per minibatch step, in order (the first one is taken before any update,
+    so its ratio_mean is 1, approx_kl and clipfrac 0).
+    """
+    adv, returns = advantages(ro, config)
+    policy.train()
+    out = []
+    for _ in range(config.ppo_epochs):
+        order = torch.randperm(len(ro), generator=generator)
+        for i in range(0, len(ro) - config.minibatch + 1, config.minibatch):
+            idx = order[i:i + config.minibatch].to(ro.mask.device)
+            loss, stats = minibatch_loss(policy, ro, adv, returns, idx, config)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(),
+                                                                       config.max_grad_norm))
+            opt.step()
+            out.append(stats)
+    out[0]["explained_variance"] = float(explained_variance(ro.values, returns, ro.mask))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# 3. One iteration and the loop
+# ---------------------------------------------------------------------------
+
+def rollout_metrics(ro: Rollout, beta: float, rm_fn=None, config: PPOConfig | None = None) -> dict:
+    """Means over one rollout's samples: score, rm_reward, gold, valid rate, KL, length."""
+    b = ro.batch
+    gold = world.gold_rewards(b.prompts, b.completions, b.finished)
+    valid = [f and world.is_valid(world.join(p, c))
+             for p, c, f in zip(b.prompts, b.completions, b.finished)]
+    stats = ro.stats()
+    kl_tok = masked_mean(ro.logprobs - ro.ref_logprobs, ro.mask).item()
+    out = {"score": stats["score"], "rollout_gold": float(np.mean(gold)),
+           "rollout_valid": float(np.mean(valid)), "rollout_kl": stats["rollout_kl"],
+           "rollout_len": stats["rollout_len"], "kl_coef": beta, "kl_penalty": beta * kl_tok}
+    if rm_fn is not None:
+        out["rm_reward"] = float(np.mean(rm_fn(b.prompts, b.completions, b.finished)))
+    elif config is not None and config.reward == "rm":
+        out["rm_reward"] = stats["score"]
+    return out
+
+
+def train_ppo(policy: PolicyWithValue, ref, tok, reward_fn, config: PPOConfig, evaluator=None,
+              prompts: list[str] | None = None, rm_fn=None, progress: bool = True,
+              name: str | None = None) -> History:
+    """Train ``policy`` in place with PPO-clip on the shared loop; returns its ``History``.
+
+    ref:       the frozen reference LM pi_ref (the SFT model)
+    reward_fn: ``reward_fn(prompts, completions, finished) -> list[float]``: ``rm_reward_fn``
+               for RLHF, ``rl.gold_reward_fn`` for PPO-GT
+    evaluator: the shared ``Evaluator`` (called on ``policy.lm``), or None
+    prompts:   training prompts (default: ``steps * batch`` train prompts from ``config.seed``);
+               iteration s uses the s-th slice of ``config.batch``, cycling
+    rm_fn:     an extra scorer logged as ``rm_reward`` (e.g. the RM during a PPO-GT run)
+
+    ``history.ctl`` holds the KL controller at the end (its ``.beta``).
+    """
+    if not isinstance(policy, PolicyWithValue):
+        raise TypeError(f"train_ppo: `policy` must be a PolicyWithValue, got "
+                        f"{type(policy).__name__}; build it with ppo.new_policy(sft_model)")
+    if not callable(reward_fn):
+        raise TypeError(f"train_ppo: `reward_fn` must be callable (prompts, completions, "
+                        f"finished) -> scores, got {type(reward_fn).__name__}")
+    if prompts is None:
+        prompts = world.make_prompts(config.steps * config.batch, "train", config.seed)
+    if len(prompts) < config.batch:
+        raise ValueError(f"train_ppo: need at least config.batch={config.batch} prompts, got "
+                         f"{len(prompts)}")
+    ref.eval()  # pi_ref is frozen: rollout() only runs it under no_grad
+    opt = make_optimizer(policy, config)
+    ctl = kl_controller(config)
+    gen = torch.Generator().manual_seed(config.seed)
+    n_batches = len(prompts) // config.batch
+
+    def step_fn(step: int) -> dict:
+        i = ((step - 1) % n_batches) * config.batch
+        beta = ctl.beta
+        ro = rollout(policy, ref, tok, prompts[i:i + config.batch], reward_fn, config,
+                     seed=config.seed * 100_003 + step, kl_coef=beta)
+        updates = ppo_update(policy, opt, ro, config, gen)
+        metrics = {k: float(np.mean([u[k] for u in updates])) for k in updates[-1]}
+        metrics["explained_variance"] = updates[0]["explained_variance"]
+        metrics.update(rollout_metrics(ro, beta, rm_fn, config))
+        ctl.update(ro.kl.mean().item(), len(ro))
+        return metrics
+
+    history = History(name or f"ppo-{config.reward}")
+    history.ctl = ctl
+    return train(policy.lm, step_fn, config.steps, evaluator, config.eval_every, history,
+                 desc=history.name, progress=progress)
+
+
+# ---------------------------------------------------------------------------
+# 4. Command line: python -m alignlab run ppo
+# ---------------------------------------------------------------------------
+
+def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry: PPO against the cached reward model (or the gold judge, ``--set reward=gold``).
+
+    Returns the shared metrics plus ``rm_reward``: the learned RM's mean score of the
+    evaluator's samples of the final policy (the proxy the run maximised).
+    """
+    from .evaluation import Evaluator
+    from .pipeline import load_sft
+    from .rm import load_reward_model
+
+    config = PPOConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
+    device = get_device()
+    ref, tok = load_sft(profile, seed, device=device, progress=False)
+    rm, _ = load_reward_model(profile, seed, device=device, progress=False)
+    rm_fn = rm_reward_fn(rm, tok)
+    reward_fn = rm_fn if config.reward == "rm" else gold_reward_fn
+    seed_everything(config.seed)
+    policy = new_policy(ref)
+    evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
+    history = train_ppo(policy, ref, tok, reward_fn, config, evaluator,
+                        rm_fn=None if config.reward == "rm" else rm_fn, progress=False)
+    batch = evaluator.sample(policy.lm)
+    out = history.final()
+    out.update(rm_reward=round(float(np.mean(rm_fn(batch.prompts, batch.completions,
+                                                   batch.finished))), 4),
+               reward=config.reward, kl_coef=round(history.ctl.beta, 4),
+               adaptive=config.adaptive, steps=config.steps,
+               clipfrac=round(history.last("clipfrac"), 4),
+               approx_kl=round(history.last("approx_kl"), 5))
+    return out

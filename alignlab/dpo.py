@@ -1,0 +1,407 @@
+"""Direct Preference Optimization (Rafailov et al. 2023): RLHF without a reward model.
+
+The RLHF objective  max_pi E_{y~pi}[r(x, y)] - beta KL(pi || pi_ref)  has the
+closed-form optimum  pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x)  (DPO paper,
+eq. 4). Solved for the reward, r = beta log(pi*/pi_ref) + beta log Z(x) (eq. 5);
+inside the Bradley-Terry model only reward *differences* appear, so Z(x) cancels
+and the preference likelihood is written in terms of the policy alone (eq. 6).
+Its negative log-likelihood is the DPO loss (eq. 7, ``losses.dpo_loss``):
+
+    loss = -log sigmoid( beta [log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l)] )
+
+This module has two parts:
+
+1. **The discrete check** (``DiscreteProblem``, ``discrete_dpo_check``): one
+   prompt, a handful of responses, a reference distribution and a reward, where
+   pi* can be computed exactly; a free softmax policy trained with the DPO loss
+   on Bradley-Terry preferences must land on it.
+2. **DPO on the tiny GPT-2** (``DPOConfig``, ``make_pairs``, ``train_dpo``,
+   ``run``): the policy is a copy of the SFT model, the reference is the SFT model,
+   frozen in eval mode; pairs are the SFT model's own samples labelled by the
+   Bradley-Terry annotator (as in lecture 01). The loop is the shared
+   ``training.train``.
+
+Metrics logged by ``train_dpo`` (names as in TRL's DPOTrainer), per batch of pairs:
+
+=====================  ====================================================  =========================
+metric                 definition                                            healthy
+=====================  ====================================================  =========================
+loss                   mean -log sigmoid(rewards_chosen - rewards_rejected)  ln 2 = 0.693 at step 0,
+                                                                             then falls
+rewards/chosen         mean beta (log pi(y_w|x) - log pi_ref(y_w|x)):        0 at step 0; may go
+                       the implicit reward of the chosen completion          negative (see logps)
+rewards/rejected       same for the rejected completion                      0 at step 0, then falls
+                                                                             faster than chosen
+rewards/margins        mean (rewards/chosen - rewards/rejected)              0 at step 0, then grows
+rewards/accuracies     fraction of pairs with chosen reward > rejected       0 at step 0 (ties are not
+                       (strictly, as TRL)                                    wins), then -> 1
+logps/chosen           mean summed log pi(y_w|x) under the policy            both often fall: DPO
+logps/rejected         mean summed log pi(y_l|x) under the policy            moves the *margin*
+=====================  ====================================================  =========================
+
+Log-probs are **summed** over the completion tokens (its ``<eos>`` included): that
+is log pi(y|x) of the whole sequence, the quantity of the derivation. A per-token
+mean is not a log-probability of anything (``average_logps=True`` shows the pitfall).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data, world
+from .config import override
+from .losses import dpo_loss
+from .models import Profile, get_profile, seed_everything
+from .sampling import encode, token_logprobs
+from .training import History, train
+
+# ---------------------------------------------------------------------------
+# 1. The discrete problem: one prompt, K responses, everything exact.
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class DiscreteProblem:
+    """One prompt with ``K`` possible responses: pi_ref (K,), reward r (K,), and beta."""
+
+    pi_ref: np.ndarray
+    """Reference distribution over the K responses (positive, sums to 1)."""
+    r: np.ndarray
+    """Reward of each response; also the Bradley-Terry reward of the annotator."""
+    beta: float
+    """KL strength of the objective E_pi[r] - beta KL(pi || pi_ref)."""
+
+    def objective(self, pi) -> float:
+        """J(pi) = E_pi[r] - beta KL(pi || pi_ref) for a distribution ``pi`` (K,)."""
+        pi = np.asarray(pi, dtype=float)
+        kl = float(np.sum(np.where(pi > 0, pi * (np.log(np.where(pi > 0, pi, 1.0))
+                                                  - np.log(self.pi_ref)), 0.0)))
+        return float(pi @ self.r) - self.beta * kl
+
+    def log_partition(self) -> float:
+        """log Z = log sum_y pi_ref(y) exp(r(y) / beta), computed stably."""
+        a = np.log(self.pi_ref) + self.r / self.beta
+        return float(a.max() + np.log(np.exp(a - a.max()).sum()))
+
+    def optimum(self) -> np.ndarray:
+        """The closed-form optimum pi* = pi_ref exp(r / beta) / Z (DPO paper, eq. 4)."""
+        return np.exp(np.log(self.pi_ref) + self.r / self.beta - self.log_partition())
+
+
+def discrete_problem(n_responses: int = 6, beta: float = 0.5, seed: int = 0,
+                     reward_scale: float = 1.0) -> DiscreteProblem:
+    """A random problem: pi_ref = softmax of N(0, 1) logits, r ~ reward_scale * N(0, 1)."""
+    if n_responses < 2:
+        raise ValueError(f"discrete_problem: n_responses must be at least 2 (a preference needs "
+                         f"two responses), got {n_responses}")
+    if not beta > 0:
+        raise ValueError(f"discrete_problem: beta must be > 0, got {beta}")
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=n_responses)
+    pi_ref = np.exp(logits - logits.max())
+    return DiscreteProblem(pi_ref / pi_ref.sum(), reward_scale * rng.normal(size=n_responses),
+                           float(beta))
+
+
+def total_variation(p, q) -> float:
+    """TV(p, q) = 1/2 sum |p - q|, in [0, 1]."""
+    return 0.5 * float(np.abs(np.asarray(p, float) - np.asarray(q, float)).sum())
+
+
+def bt_preference_counts(problem: DiscreteProblem, n_pairs: int, seed: int = 0) -> np.ndarray:
+    """Sample preference data the way DPO's data is made, and count it.
+
+    Each pair: y1, y2 ~ pi_ref independently (redrawn while equal), then y1 wins with
+    the Bradley-Terry probability sigmoid(r(y1) - r(y2)). Returns C (K, K) with
+    C[i, j] = how many times response i was chosen over response j.
+    """
+    rng = np.random.default_rng(seed)
+    K = len(problem.pi_ref)
+    counts = np.zeros((K, K))
+    left = n_pairs
+    while left > 0:
+        a = rng.choice(K, size=left, p=problem.pi_ref)
+        b = rng.choice(K, size=left, p=problem.pi_ref)
+        keep = a != b
+        a, b = a[keep], b[keep]
+        a_wins = rng.random(len(a)) < 1.0 / (1.0 + np.exp(-(problem.r[a] - problem.r[b])))
+        w, l = np.where(a_wins, a, b), np.where(a_wins, b, a)
+        np.add.at(counts, (w, l), 1.0)
+        left -= len(a)
+    return counts
+
+
+def bt_expected_weights(problem: DiscreteProblem) -> np.ndarray:
+    """The population limit of ``bt_preference_counts / n_pairs``.
+
+    W[i, j] = P(pair {i, j} is drawn) * P(i beats j) = pi_ref(i) pi_ref(j) sigmoid(r_i - r_j)
+    / (1 - sum pi_ref^2), for i != j.
+    """
+    p, r = problem.pi_ref, problem.r
+    w = np.outer(p, p) / (1.0 - np.sum(p ** 2)) / (1.0 + np.exp(-(r[:, None] - r[None, :])))
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+def discrete_dpo_loss(logits: torch.Tensor, log_pi_ref: torch.Tensor, weights: torch.Tensor,
+                      beta: float) -> torch.Tensor:
+    """DPO loss of a free softmax policy over K responses on weighted preference data.
+
+    logits: (K,) the policy's parameters, pi = softmax(logits)
+    log_pi_ref: (K,);  weights: (K, K), weights[i, j] = weight of "i chosen over j"
+    The K*K (chosen, rejected) combinations are one batch for ``losses.dpo_loss``,
+    each pair's loss weighted by weights[i, j] / weights.sum().
+    """
+    log_pi = torch.log_softmax(logits, -1)
+    K = len(logits)
+    ci, ri = torch.meshgrid(torch.arange(K), torch.arange(K), indexing="ij")
+    ci, ri = ci.flatten(), ri.flatten()
+    w = weights.flatten() / weights.sum()
+    keep = w > 0
+    ci, ri, w = ci[keep], ri[keep], w[keep]
+    # dpo_loss averages over its batch; per-pair losses are recovered from its formula.
+    h = (log_pi[ci] - log_pi_ref[ci]) - (log_pi[ri] - log_pi_ref[ri])
+    per_pair = -F.logsigmoid(beta * h)
+    return (w * per_pair).sum()
+
+
+def discrete_dpo_check(problem: DiscreteProblem | None = None, n_pairs: int | None = 200_000,
+                       steps: int = 600, lr: float = 0.1, seed: int = 0) -> dict:
+    """Train a free softmax policy with the DPO loss; compare it with the closed-form pi*.
+
+    ``n_pairs``: number of Bradley-Terry-sampled preference pairs (``bt_preference_counts``);
+    ``None`` uses the expected loss over all pairs (``bt_expected_weights``), which has
+    pi* as its exact minimiser. The policy starts at pi_ref (logits = log pi_ref) and
+    is trained with Adam, full batch. Returns a dict with ``pi_star``, ``pi_dpo``,
+    ``pi_ref``, ``tv`` (total variation between pi_dpo and pi*), ``tv_start`` (same at
+    step 0), ``losses`` (list) and ``implicit_reward`` = beta log(pi_dpo / pi_ref).
+
+    Tolerance: with the default 200k sampled pairs, tv is 0.001-0.009 on 6-response
+    problems (0.0014 on the default one); the expected loss reaches tv below 1e-4.
+    A tv below 0.02 is the pass mark used by the tests and the notebook.
+    """
+    problem = problem or discrete_problem()
+    if n_pairs is None:
+        weights = bt_expected_weights(problem)
+    else:
+        if n_pairs < 1:
+            raise ValueError(f"discrete_dpo_check: n_pairs must be >= 1 or None, got {n_pairs}")
+        weights = bt_preference_counts(problem, n_pairs, seed)
+    log_pi_ref = torch.tensor(np.log(problem.pi_ref), dtype=torch.float64)
+    w = torch.tensor(weights, dtype=torch.float64)
+    logits = log_pi_ref.clone().requires_grad_(True)
+    opt = torch.optim.Adam([logits], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = discrete_dpo_loss(logits, log_pi_ref, w, problem.beta)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    pi_dpo = torch.softmax(logits.detach(), -1).numpy()
+    pi_star = problem.optimum()
+    return {"pi_star": pi_star, "pi_dpo": pi_dpo, "pi_ref": problem.pi_ref,
+            "tv": total_variation(pi_dpo, pi_star),
+            "tv_start": total_variation(problem.pi_ref, pi_star),
+            "losses": losses, "implicit_reward": problem.beta * np.log(pi_dpo / problem.pi_ref)}
+
+
+def gradient_ascent(problem: DiscreteProblem, steps: int = 500, lr: float = 0.1) -> list:
+    """Maximise J(pi) over softmax logits by gradient ascent from pi_ref.
+
+    Returns the list of distributions visited (every step), to plot J along the way.
+    """
+    log_pi_ref = torch.tensor(np.log(problem.pi_ref), dtype=torch.float64)
+    r = torch.tensor(problem.r, dtype=torch.float64)
+    logits = log_pi_ref.clone().requires_grad_(True)
+    opt = torch.optim.Adam([logits], lr=lr)
+    path = []
+    for _ in range(steps):
+        log_pi = torch.log_softmax(logits, -1)
+        pi = log_pi.exp()
+        J = (pi * r).sum() - problem.beta * (pi * (log_pi - log_pi_ref)).sum()
+        opt.zero_grad()
+        (-J).backward()
+        opt.step()
+        path.append(pi.detach().numpy())
+    return path
+
+
+# ---------------------------------------------------------------------------
+# 2. DPO on the tiny GPT-2.
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class DPOConfig:
+    """Settings of a DPO run on the tiny GPT-2 (defaults: the ``quick`` profile)."""
+
+    beta: float = 0.3
+    """Strength of the implicit KL penalty; the implicit reward is beta log(pi/pi_ref)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay)."""
+    steps: int = 60
+    """Optimiser steps (one batch of pairs each)."""
+    batch_size: int = 64
+    """Preference pairs per step."""
+    n_pairs: int = 2048
+    """Preference pairs sampled from the SFT model on train prompts (two samples per prompt)."""
+    annotator_temperature: float = 0.1
+    """Noise of the Bradley-Terry annotator that labels the pairs (0 = perfect)."""
+    max_new_tokens: int = 32
+    """Longest sampled completion when making pairs (words)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (global norm)."""
+    average_logps: bool = False
+    """Use the per-token MEAN log-prob instead of the sum (a pitfall, for the notebook)."""
+    eval_every: int = 0
+    """Evaluate every this many steps; 0 = five times over the run."""
+    seed: int = 0
+    """Seeds the pairs, their order and the evaluation."""
+
+    @classmethod
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> "DPOConfig":
+        """The defaults for ``profile`` (``quick``: 2-core CPU; ``full``: one GPU)."""
+        profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        sizes = {"max_new_tokens": profile.max_new_tokens}
+        if profile.name == "full":
+            sizes.update(steps=120, batch_size=64, n_pairs=4096)
+        return cls(**{**sizes, **overrides})
+
+
+_PAIRS_CACHE: dict = {}
+
+
+def make_pairs(ref, tok, config: DPOConfig):
+    """Preference pairs as in lecture 01: two SFT samples per train prompt, BT-labelled.
+
+    Returns a ``datasets.Dataset`` with TRL's columns prompt/chosen/rejected (and the
+    gold scores, for analysis), checked by ``data.validate_preferences``. Kept in
+    memory per process, keyed by the settings and the model, so a sweep samples once.
+    """
+    key = (id(ref), config.n_pairs, config.annotator_temperature, config.max_new_tokens,
+           config.seed)
+    if key not in _PAIRS_CACHE:
+        prompts = world.make_prompts(config.n_pairs, "train", config.seed)
+        pairs = data.sample_pairs(ref, tok, prompts, config.annotator_temperature,
+                                  config.seed, config.max_new_tokens)
+        _PAIRS_CACHE[key] = data.validate_preferences(pairs, "paired")
+    return _PAIRS_CACHE[key]
+
+
+def completion_logps(model, batch, average: bool = False) -> torch.Tensor:
+    """(B,) summed log pi(y|x) over each completion's tokens (or their mean if ``average``)."""
+    lp = token_logprobs(model, batch.input_ids, batch.attention_mask)
+    mask = batch.completion_mask.to(lp.dtype)
+    total = (lp * mask).sum(-1)
+    return total / mask.sum(-1) if average else total
+
+
+def encode_pairs(tok, prompts, chosen, rejected, device=None):
+    """One left-padded batch: the B chosen rows, then the B rejected rows."""
+    return encode(tok, list(prompts) * 2, list(chosen) + list(rejected), device=device)
+
+
+@torch.no_grad()
+def reference_logps(ref, tok, pairs, batch_size: int = 128, average: bool = False):
+    """(N,), (N,) summed reference log-probs of every chosen and rejected completion.
+
+    Computed once before training (the reference never changes), in eval mode.
+    """
+    device = next(ref.parameters()).device
+    ref.eval()
+    chosen, rejected = [], []
+    for i in range(0, len(pairs), batch_size):
+        rows = pairs[i:i + batch_size]
+        batch = encode_pairs(tok, rows["prompt"], rows["chosen"], rows["rejected"], device)
+        lp = completion_logps(ref, batch, average)
+        n = len(rows["prompt"])
+        chosen.append(lp[:n])
+        rejected.append(lp[n:])
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+def dpo_metrics(loss, chosen_rewards, rejected_rewards, policy_chosen, policy_rejected) -> dict:
+    """The TRL-named metrics of one batch (see the table at the top of this module)."""
+    return {
+        "loss": loss.item(),
+        "rewards/chosen": chosen_rewards.mean().item(),
+        "rewards/rejected": rejected_rewards.mean().item(),
+        "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
+        "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
+        "logps/chosen": policy_chosen.detach().mean().item(),
+        "logps/rejected": policy_rejected.detach().mean().item(),
+    }
+
+
+def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluator=None,
+              eval_every: int | None = None, progress: bool = True,
+              name: str | None = None) -> History:
+    """Train ``policy`` in place with the DPO loss on ``pairs``; return its History.
+
+    ``policy``: the model being trained (start it as a deep copy of the SFT model);
+    ``ref``: the frozen reference (the SFT model): its log-probs are computed once, in
+    eval mode, under ``torch.no_grad``. ``pairs``: a dataset with prompt/chosen/rejected.
+    Batches walk through the pairs in a seeded random order, epoch after epoch.
+    """
+    config = config or DPOConfig()
+    data.validate_preferences(pairs, "paired")
+    if policy is ref:
+        raise ValueError("train_dpo: `policy` and `ref` are the same object; the policy must be "
+                         "a copy (copy.deepcopy(ref)), or the reference would move with it")
+    device = next(policy.parameters()).device
+    ref_chosen, ref_rejected = reference_logps(ref, tok, pairs, average=config.average_logps)
+    policy.requires_grad_(True)  # a deepcopy of a frozen model would be frozen too
+    seed_everything(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    order = torch.cat([torch.randperm(len(pairs), generator=gen)
+                       for _ in range(math.ceil(config.steps * config.batch_size / len(pairs)))])
+    opt = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
+    warmup = max(1, config.steps // 10)  # linear warm-up, then linear decay to 0 (TRL's default)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (config.steps - s) / (config.steps - warmup + 1))))
+    prompts, chosen, rejected = pairs["prompt"], pairs["chosen"], pairs["rejected"]
+    policy.train()
+
+    def step_fn(step: int) -> dict:
+        idx = order[(step - 1) * config.batch_size: step * config.batch_size].tolist()
+        batch = encode_pairs(tok, [prompts[i] for i in idx], [chosen[i] for i in idx],
+                             [rejected[i] for i in idx], device)
+        logps = completion_logps(policy, batch, config.average_logps)
+        pc, pr = logps[:len(idx)], logps[len(idx):]
+        loss, rc, rr = dpo_loss(pc, pr, ref_chosen[idx], ref_rejected[idx], config.beta)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+        opt.step()
+        sched.step()
+        return dpo_metrics(loss, rc, rr, pc, pr)
+
+    every = eval_every or config.eval_every or max(1, config.steps // 5)
+    history = History(name or f"DPO β={config.beta:g}")
+    return train(policy, step_fn, config.steps, evaluator, every, history, desc=history.name,
+                 progress=progress)
+
+
+def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry (``python -m alignlab run dpo``): train DPO from the SFT model, evaluate it."""
+    from .evaluation import Evaluator
+    from .pipeline import load_sft
+
+    config = override(DPOConfig.for_profile(profile, seed=seed), overrides or {})
+    ref, tok = load_sft(profile, progress=False)
+    seed_everything(seed)
+    pairs = make_pairs(ref, tok, config)
+    policy = copy.deepcopy(ref)
+    evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
+    history = train_dpo(policy, ref, tok, pairs, config, evaluator, progress=False)
+    out = {k: round(history.last(k), 4) for k in ("gold_reward", "kl", "win_rate", "valid_rate")}
+    out.update(beta=config.beta, loss=round(history.last("loss"), 4),
+               reward_accuracy=round(history.last("rewards/accuracies"), 4))
+    return out

@@ -33,8 +33,9 @@ rewards/chosen         mean beta (log pi(y_w|x) - log pi_ref(y_w|x)):        0 a
 rewards/rejected       same for the rejected completion                      0 at step 0, then falls
                                                                              faster than chosen
 rewards/margins        mean (rewards/chosen - rewards/rejected)              0 at step 0, then grows
-rewards/accuracies     fraction of pairs with chosen reward > rejected       0 at step 0 (ties are not
-                       (strictly, as TRL)                                    wins), then -> 1
+rewards/accuracies     fraction of pairs with chosen reward > rejected       rises towards 1; at step
+                       (strictly, as TRL)                                    0 it is float noise
+                                                                             (exact ties count 0)
 logps/chosen           mean summed log pi(y_w|x) under the policy            both often fall: DPO
 logps/rejected         mean summed log pi(y_l|x) under the policy            moves the *margin*
 =====================  ====================================================  =========================
@@ -140,11 +141,12 @@ def bt_preference_counts(problem: DiscreteProblem, n_pairs: int, seed: int = 0) 
 def bt_expected_weights(problem: DiscreteProblem) -> np.ndarray:
     """The population limit of ``bt_preference_counts / n_pairs``.
 
-    W[i, j] = P(pair {i, j} is drawn) * P(i beats j) = pi_ref(i) pi_ref(j) sigmoid(r_i - r_j)
-    / (1 - sum pi_ref^2), for i != j.
+    W[i, j] = P(pair {i, j} is drawn) * P(i beats j)
+            = 2 pi_ref(i) pi_ref(j) / (1 - sum pi_ref^2) * sigmoid(r_i - r_j),  i != j
+    (the pair is drawn as (i, j) or as (j, i); equal draws are redrawn). Sums to 1.
     """
     p, r = problem.pi_ref, problem.r
-    w = np.outer(p, p) / (1.0 - np.sum(p ** 2)) / (1.0 + np.exp(-(r[:, None] - r[None, :])))
+    w = 2 * np.outer(p, p) / (1.0 - np.sum(p ** 2)) / (1.0 + np.exp(-(r[:, None] - r[None, :])))
     np.fill_diagonal(w, 0.0)
     return w
 

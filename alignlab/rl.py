@@ -79,14 +79,21 @@ class PolicyWithValue(nn.Module):
     weights, so training one trains the other.
 
     ``detach_value``: if True, the value loss trains only the value head, not the
-    shared transformer (a "stop-gradient" critic). False (the default) is the usual
+    transformer under it (a "stop-gradient" critic). False (the default) is the usual
     shared-trunk set-up of RLHF code.
+
+    ``value_trunk``: None (default) puts the value head on the policy's own last hidden
+    state (one pass, shared trunk). A ``GPT2Model`` (e.g. ``copy.deepcopy(lm.transformer)``)
+    gives the critic its own transformer: two passes, but value updates can no longer
+    disturb the policy and vice versa (the set-up of TRL's current PPOTrainer).
     """
 
-    def __init__(self, lm: nn.Module, detach_value: bool = False):
+    def __init__(self, lm: nn.Module, detach_value: bool = False,
+                 value_trunk: nn.Module | None = None):
         super().__init__()
         self.lm = lm
         self.detach_value = detach_value
+        self.value_trunk = value_trunk
         self.value_head = nn.Linear(lm.config.n_embd, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
@@ -112,6 +119,9 @@ class PolicyWithValue(nn.Module):
         logits = self.lm.lm_head(hidden)
         logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
         lp = F.pad(logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1), (1, 0))
+        if self.value_trunk is not None:  # a separate critic: its own transformer pass
+            hidden = self.value_trunk(input_ids=input_ids, attention_mask=attention_mask,
+                                      position_ids=position_ids(attention_mask)).last_hidden_state
         h = hidden[:, :-1].detach() if self.detach_value else hidden[:, :-1]
         values = F.pad(self.value_head(h).squeeze(-1).float(), (1, 0))
         return (lp, values, logits) if return_logits else (lp, values)

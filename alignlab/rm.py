@@ -1,0 +1,571 @@
+"""Reward modelling: a Bradley-Terry reward model on the tiny GPT-2, and best-of-N.
+
+The reward model (RM) is ``GPT2ForSequenceClassification`` with one label, the
+form TRL's ``RewardTrainer`` uses: the SFT model's transformer with a linear
+*score head* on top, read at the **last real token** of ``<bos> prompt
+completion <eos>``. It learns from preference pairs (``prompt/chosen/rejected``)
+with the Bradley-Terry loss (Ouyang et al. 2022, eq. 1; ``losses.bt_loss``)
+
+    loss = mean softplus(r(x, y_rejected) - r(x, y_chosen))  [+ center_coef * mean (r_c + r_r)^2]
+
+where the optional second term (Eisenstein et al. 2023, "Helping or herding?";
+TRL's ``center_rewards_coefficient``) pins the free offset of the rewards near 0.
+
+``load_reward_model()`` returns the cached RM of a profile, training it on first
+use on pairs sampled from the SFT model on *train* prompts. Lecture 03 (PPO)
+optimises against it. ``best_of_n`` is the simplest policy that uses an RM:
+sample N completions, keep the one the RM scores highest.
+
+Metrics logged by ``train_reward_model`` (one definition each)
+--------------------------------------------------------------
+===================  ============================================================================
+``loss``             what is minimised: ``bt_loss + center_coef * center_loss`` (minibatch)
+``bt_loss``          mean softplus(r_r - r_c) on the minibatch; ln 2 = 0.693 at step 0, falls
+                     towards the label noise floor (it cannot reach 0 with noisy annotators)
+``accuracy``         minibatch fraction with r_c > r_r (ties 1/2), against the annotator's labels
+``margin``           minibatch mean of r_c - r_r; grows as the RM separates pairs
+``reward_mean``      minibatch mean of r over chosen and rejected. The BT loss does not see it
+                     (it is shift-invariant), so without centering it drifts anywhere
+``center_loss``      minibatch mean of (r_c + r_r)^2; 0 when rewards are centred on 0
+``eval_accuracy``    held-out pairs (eval prompts) whose gold scores differ by more than
+                     ``min_gap``: fraction the RM orders as the **gold judge** does. Healthy: >0.8
+``eval_label_acc``   all held-out pairs: fraction the RM orders as the (noisy) annotator did
+``eval_loss``        BT loss on all held-out pairs (against the annotator's labels)
+===================  ============================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast,
+                          get_cosine_schedule_with_warmup)
+
+from . import cache, data, world
+from .config import override
+from .losses import bt_loss, pairwise_accuracy
+from .models import Profile, get_device, get_profile, seed_everything, settings_dict
+from .sampling import Batch, encode, position_ids, sample
+from .training import History, train
+
+
+@dataclass
+class RMConfig:
+    """Settings of reward-model training (data, optimiser, centering, evaluation)."""
+
+    n_pairs: int = 8192
+    """Training preference pairs: two SFT samples per train prompt, labelled by the annotator."""
+    temperature: float = 0.1
+    """Annotator noise: P(a > b) = sigmoid((gold_a - gold_b) / temperature); 0 = noiseless."""
+    steps: int = 500
+    """Optimiser steps."""
+    batch_size: int = 64
+    """Preference pairs per step (each pair is two sequences)."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (cosine decay after a 5% warm-up)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    center_coef: float = 0.01
+    """Weight of the auxiliary centering loss mean (r_c + r_r)^2 (0 switches it off;
+    0.01 is the value Eisenstein et al. 2023 and TRL's docs suggest)."""
+    n_eval_pairs: int = 512
+    """Held-out pairs (eval prompts, fresh samples) for accuracy and calibration."""
+    eval_every: int = 100
+    """Evaluate on the held-out pairs every this many steps (and at step 0 and the end)."""
+    min_gap: float = 0.2
+    """Held-out accuracy counts pairs whose gold scores differ by more than this."""
+
+    @classmethod
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> "RMConfig":
+        """The defaults for ``profile`` (``quick``: these; ``full``: more data and steps)."""
+        profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        config = cls()
+        if profile.name == "full":
+            config = dataclasses.replace(config, n_pairs=16384, steps=1000, lr=1e-3,
+                                         n_eval_pairs=2048, eval_every=200)
+        return override(config, overrides) if overrides else config
+
+
+# ---------------------------------------------------------------------------
+# 1. The model: the SFT transformer with a scalar head, read at the last real token.
+# ---------------------------------------------------------------------------
+
+def new_reward_model(sft_model_or_profile=None, tok=None, seed: int = 0):
+    """A ``GPT2ForSequenceClassification(num_labels=1)`` whose transformer is the SFT model's.
+
+    ``sft_model_or_profile``: a ``GPT2LMHeadModel`` (usually the SFT model), or a
+    profile / profile name / None, in which case the cached SFT model is loaded.
+    The score head is freshly initialised (normal, std 0.02) from ``seed``.
+    Returns the RM (on the SFT model's device, train mode); with a profile, returns (rm, tok).
+    """
+    from .pipeline import load_sft
+
+    loaded = not hasattr(sft_model_or_profile, "transformer")
+    if loaded:
+        sft, tok = load_sft(sft_model_or_profile, progress=False)
+    else:
+        sft = sft_model_or_profile
+    if tok is None:
+        raise ValueError("new_reward_model: pass the tokenizer `tok` with an SFT model (its pad "
+                         "token id goes into the reward model's config)")
+    config = GPT2Config.from_dict(sft.config.to_dict())
+    config.num_labels = 1
+    config.pad_token_id = tok.pad_token_id
+    config.architectures = ["GPT2ForSequenceClassification"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        rm = GPT2ForSequenceClassification(config)
+    rm.transformer.load_state_dict(sft.transformer.state_dict())
+    rm = rm.to(next(sft.parameters()).device).train()
+    return (rm, tok) if loaded else rm
+
+
+def _ids_and_mask(batch):
+    if isinstance(batch, dict):
+        return batch["input_ids"], batch["attention_mask"]
+    return batch.input_ids, batch.attention_mask
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) column of each row's last real token (mask == 1); works for left and right padding."""
+    T = attention_mask.shape[1]
+    cols = torch.arange(T, device=attention_mask.device)
+    return torch.where(attention_mask.bool(), cols, -1).max(-1).values
+
+
+def score(rm, batch) -> torch.Tensor:
+    """(B,) reward of each sequence: the score head on the hidden state of its last real token.
+
+    ``batch``: a ``sampling.Batch`` or a dict with ``input_ids`` and ``attention_mask`` (B, T).
+    Padding may be on the left, on the right or both: the last real token is found from the
+    attention mask (not from HF's pad-token heuristic), and positions skip left padding.
+    Gradients flow (wrap in ``torch.no_grad()`` to score only).
+    """
+    ids, mask = _ids_and_mask(batch)
+    if ids.dim() != 2 or ids.shape != mask.shape:
+        raise ValueError(f"score: `input_ids` {tuple(ids.shape)} and `attention_mask` "
+                         f"{tuple(mask.shape)} must both be (B, T) and equal in shape")
+    empty = (mask.sum(-1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"score: row(s) {empty[:5]} have no real token (attention_mask all 0); "
+                         "every sequence needs at least <bos>")
+    hidden = rm.transformer(input_ids=ids, attention_mask=mask,
+                            position_ids=position_ids(mask)).last_hidden_state
+    last = last_token_index(mask)
+    rewards = rm.score(hidden[torch.arange(len(ids), device=ids.device), last]).squeeze(-1)
+    if not torch.isfinite(rewards).all():
+        bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
+        raise FloatingPointError(f"score: the reward model returned NaN/inf for row(s) {bad[:5]}; "
+                                 "its weights have probably diverged (learning rate too high?)")
+    return rewards.float()
+
+
+@torch.no_grad()
+def score_texts(rm, tok, prompts, completions, finished=None, batch_size: int = 512) -> torch.Tensor:
+    """(N,) rewards of (prompt, completion) texts, scored in chunks, in eval mode.
+
+    ``finished``: per row, whether the completion ended with ``<eos>`` (default: all did).
+    """
+    prompts, completions = list(prompts), list(completions)
+    if len(prompts) != len(completions):
+        raise ValueError(f"score_texts: {len(prompts)} prompts but {len(completions)} completions")
+    finished = [True] * len(prompts) if finished is None else list(finished)
+    device = next(rm.parameters()).device
+    was_training = rm.training
+    rm.eval()
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        for eos in (True, False):  # encode adds <eos> to all rows of a call, or to none
+            rows = [j for j in range(i, min(i + batch_size, len(prompts))) if finished[j] == eos]
+            if rows:
+                b = encode(tok, [prompts[j] for j in rows], [completions[j] for j in rows],
+                           add_eos=eos, device=device)
+                out += list(zip(rows, score(rm, b).tolist()))
+    rm.train(was_training)
+    return torch.tensor([r for _, r in sorted(out)])
+
+
+# ---------------------------------------------------------------------------
+# 2. Accuracy against the gold judge.
+# ---------------------------------------------------------------------------
+
+def gold_agreement(r_a, r_b, g_a, g_b, min_gap: float = 0.2) -> tuple[float, int]:
+    """(accuracy, n_pairs): how often the RM orders pairs as the gold judge does.
+
+    ``r_a, r_b``: (N,) RM rewards of the two completions; ``g_a, g_b``: (N,) their gold scores.
+    Only pairs with |g_a - g_b| > ``min_gap`` count (smaller gaps are near-ties even for the
+    judge). A tie of the RM counts 1/2.
+    """
+    r_a, r_b = torch.as_tensor(r_a, dtype=torch.float), torch.as_tensor(r_b, dtype=torch.float)
+    g_a, g_b = torch.as_tensor(g_a, dtype=torch.float), torch.as_tensor(g_b, dtype=torch.float)
+    shapes = {name: tuple(x.shape) for name, x in
+              (("r_a", r_a), ("r_b", r_b), ("g_a", g_a), ("g_b", g_b))}
+    if len(set(shapes.values())) != 1 or r_a.dim() != 1:
+        raise ValueError(f"gold_agreement: rewards and gold scores must be four (N,) tensors of "
+                         f"one length, got shapes {shapes}")
+    for name, x in (("r_a", r_a), ("r_b", r_b), ("g_a", g_a), ("g_b", g_b)):
+        if not torch.isfinite(x).all():
+            raise ValueError(f"gold_agreement: `{name}` contains NaN/inf; the reward model (or "
+                             "the judge) produced a non-finite score")
+    keep = (g_a - g_b).abs() > min_gap
+    if not keep.any():
+        raise ValueError(f"gold_agreement: no pair has a gold gap above min_gap={min_gap}")
+    sign = torch.sign(g_a - g_b)[keep]
+    diff = (r_a - r_b)[keep] * sign  # > 0 where the RM agrees with the judge
+    return float(pairwise_accuracy(diff, torch.zeros_like(diff))), int(keep.sum())
+
+
+def pairwise_accuracy_on(rm, tok, ds, min_gap: float = 0.2) -> float:
+    """Accuracy of ``rm`` against the gold ordering on preference data ``ds``.
+
+    ``ds`` needs prompt/chosen/rejected and gold_chosen/gold_rejected (``data.annotate_pairs``).
+    """
+    return rm_metrics(rm, tok, ds, min_gap)["eval_accuracy"]
+
+
+def rm_metrics(rm, tok, ds, min_gap: float = 0.2) -> dict:
+    """Held-out metrics of ``rm`` on ``ds``: eval_accuracy (vs gold), eval_label_acc, eval_loss."""
+    for col in ("gold_chosen", "gold_rejected"):
+        if col not in ds.column_names:
+            raise ValueError(f"rm_metrics: the dataset has no {col!r} column (it has "
+                             f"{ds.column_names}); build it with data.annotate_pairs")
+    r_c = score_texts(rm, tok, list(ds["prompt"]), list(ds["chosen"]))
+    r_r = score_texts(rm, tok, list(ds["prompt"]), list(ds["rejected"]))
+    acc, _ = gold_agreement(r_c, r_r, list(ds["gold_chosen"]), list(ds["gold_rejected"]), min_gap)
+    return {"eval_accuracy": acc, "eval_label_acc": float(pairwise_accuracy(r_c, r_r)),
+            "eval_loss": float(bt_loss(r_c, r_r))}
+
+
+# ---------------------------------------------------------------------------
+# 3. Data and training.
+# ---------------------------------------------------------------------------
+
+def preference_data(sft, tok, n_pairs: int, split: str = "train", temperature: float = 0.1,
+                    seed: int = 0, max_new_tokens: int = 32):
+    """``n_pairs`` pairs of SFT samples on ``split`` prompts, labelled by a BT annotator."""
+    prompts = world.make_prompts(n_pairs, split, seed)
+    offset = 0 if split == "train" else 50_000  # held-out samples never share a seed
+    return data.sample_pairs(sft, tok, prompts, temperature, seed + offset, max_new_tokens)
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator,
+                           group: int = 50) -> list[list[int]]:
+    """One epoch of minibatches (lists of row indices) in random order, each drawn from rows of
+    similar length: shuffle, sort within groups of ``group`` minibatches, cut, shuffle the cuts
+    (the "group by length" of HF's Trainer). Every row appears once."""
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    span = batch_size * group
+    batches = []
+    for s in range(0, len(perm), span):
+        chunk = sorted(perm[s:s + span], key=lambda i: lengths[i])
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in torch.randperm(len(batches), generator=gen).tolist()]
+
+
+def _optimizer(model, config: RMConfig):
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return opt, get_cosine_schedule_with_warmup(opt, max(1, config.steps // 20), config.steps)
+
+
+def train_reward_model(rm, tok, train_ds, config: RMConfig | None = None, eval_fn=None,
+                       progress: bool = True, seed: int = 0, name: str = "rm") -> History:
+    """Train ``rm`` in place with the Bradley-Terry loss, on the shared loop. Returns its History.
+
+    ``train_ds``: prompt/chosen/rejected pairs. ``eval_fn``: None, a held-out dataset (scored
+    with ``rm_metrics``), or a callable ``rm -> dict``; it runs at step 0, every
+    ``config.eval_every`` steps and at the end. ``seed`` fixes the minibatch order.
+    """
+    config = config or RMConfig()
+    data.validate_preferences(train_ds, "paired")
+    if eval_fn is not None and not callable(eval_fn):
+        eval_ds = eval_fn
+        eval_fn = lambda model: rm_metrics(model, tok, eval_ds, config.min_gap)  # noqa: E731
+    device = next(rm.parameters()).device
+    prompts, chosen, rejected = (list(train_ds[c]) for c in ("prompt", "chosen", "rejected"))
+    n, B = len(prompts), min(config.batch_size, len(prompts))
+    encoded = encode(tok, prompts + prompts, chosen + rejected)  # tokenise once: rows i and n + i
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.maximum(encoded.attention_mask[:n].sum(-1), encoded.attention_mask[n:].sum(-1))
+    queue: list[list[int]] = []
+    opt, sched = _optimizer(rm, config)
+    history = History(name)
+    if eval_fn is not None:  # the shared loop's evaluator is for policies; an RM logs its own
+        history.log(0, **eval_fn(rm))
+    rm.train()
+
+    def step_fn(step: int) -> dict:
+        if not queue:  # a new epoch, in minibatches of similar lengths (less padding to compute)
+            queue.extend(length_grouped_batches(lengths.tolist(), B, gen))
+        idx = queue.pop()
+        rows = torch.tensor(idx + [n + i for i in idx])
+        ids, mask = encoded.input_ids[rows], encoded.attention_mask[rows]
+        first = int(mask.any(0).long().argmax())  # drop columns that are padding in every row
+        r = score(rm, {"input_ids": ids[:, first:].to(device),
+                       "attention_mask": mask[:, first:].to(device)})
+        r_c, r_r = r[:B], r[B:]
+        loss_bt = bt_loss(r_c, r_r)
+        center = ((r_c + r_r) ** 2).mean()
+        loss = loss_bt + config.center_coef * center
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        metrics = {"loss": loss.item(), "bt_loss": loss_bt.item(),
+                   "accuracy": float(pairwise_accuracy(r_c, r_r)),
+                   "margin": (r_c - r_r).mean().item(), "reward_mean": r.mean().item(),
+                   "center_loss": center.item()}
+        if eval_fn is not None and (step % config.eval_every == 0 or step == config.steps):
+            metrics.update(eval_fn(rm))
+            rm.train()
+        return metrics
+
+    train(rm, step_fn, config.steps, None, history=history, desc=name, progress=progress)
+    rm.eval()
+    return history
+
+
+# ---------------------------------------------------------------------------
+# 4. The cached reward model of the course.
+# ---------------------------------------------------------------------------
+
+def _resolve(profile) -> Profile:
+    return profile if isinstance(profile, Profile) else get_profile(profile)
+
+
+def rm_settings(profile, seed: int = 0, config: RMConfig | None = None) -> dict:
+    """The cache key's settings: profile, seed, RM config and the SFT model it starts from."""
+    from .pipeline import sft_folder
+
+    profile = _resolve(profile)
+    config = config or RMConfig.for_profile(profile)
+    return {"profile": settings_dict(profile), "seed": seed, "config": dataclasses.asdict(config),
+            "sft": sft_folder(profile, seed, progress=False).name}
+
+
+def build_reward_model(profile=None, seed: int = 0, config: RMConfig | None = None, device=None,
+                       progress: bool = True):
+    """Sample pairs from the SFT model and train a reward model on them (no cache).
+
+    Returns (rm, tok, history, train_ds, eval_ds). ``load_reward_model`` caches this.
+    """
+    from .pipeline import load_sft
+
+    profile = _resolve(profile)
+    config = config or RMConfig.for_profile(profile)
+    sft, tok = load_sft(profile, seed, device, progress)
+    seed_everything(seed)
+    train_ds = preference_data(sft, tok, config.n_pairs, "train", config.temperature, seed,
+                               profile.max_new_tokens)
+    eval_ds = preference_data(sft, tok, config.n_eval_pairs, "eval", config.temperature, seed,
+                              profile.max_new_tokens)
+    rm = new_reward_model(sft, tok, seed)
+    history = train_reward_model(rm, tok, train_ds, config, eval_ds, progress, seed)
+    return rm, tok, history, train_ds, eval_ds
+
+
+def save_reward_model(rm, tok, history: History, profile=None, seed: int = 0,
+                      config: RMConfig | None = None) -> Path:
+    """Put a trained RM into the cache under (profile, seed, config), unless one is there.
+
+    Only meaningful for an RM trained exactly as ``build_reward_model`` trains it (the
+    lecture 01 notebook trains it in the open, then stores it for lecture 03).
+    """
+    profile = _resolve(profile)
+
+    def build(tmp: Path):
+        rm.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        meta = {"losses": [round(v, 4) for v in history.series("bt_loss")[1]]}
+        for key in ("eval_accuracy", "eval_label_acc", "eval_loss"):
+            if history.series(key)[0]:
+                meta[key] = round(history.last(key), 4)
+        return meta
+
+    return cache.get_or_build("rm", rm_settings(profile, seed, config), build)
+
+
+def rm_folder(profile=None, seed: int = 0, config: RMConfig | None = None,
+              progress: bool = True) -> Path:
+    """The cache folder of the reward model (trained on first use)."""
+    profile = _resolve(profile)
+
+    def build(tmp: Path):
+        rm, tok, history, _, _ = build_reward_model(profile, seed, config, progress=progress)
+        rm.cpu().save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        meta = {"losses": [round(v, 4) for v in history.series("bt_loss")[1]]}
+        for key in ("eval_accuracy", "eval_label_acc", "eval_loss"):
+            meta[key] = round(history.last(key), 4)
+        return meta
+
+    return cache.get_or_build("rm", rm_settings(profile, seed, config), build)
+
+
+def load_reward_model(profile=None, seed: int = 0, device=None, config: RMConfig | None = None,
+                      progress: bool = True):
+    """(reward model, tokenizer): the course's cached RM, in eval mode. Trained on first use.
+
+    Score sequences with ``score(rm, batch)`` (or ``score_texts``); the cache folder's
+    ``alignlab.json`` holds its held-out accuracy (``cache.read_meta(rm_folder(...))``).
+    """
+    folder = rm_folder(profile, seed, config, progress)
+    rm = GPT2ForSequenceClassification.from_pretrained(folder).to(device or get_device())
+    tok = PreTrainedTokenizerFast.from_pretrained(folder)
+    tok.padding_side = "left"
+    return rm.eval(), tok
+
+
+# ---------------------------------------------------------------------------
+# 5. Best-of-N: the simplest policy that uses a reward model.
+# ---------------------------------------------------------------------------
+
+def bon_kl(n: int) -> float:
+    """Analytic KL(best-of-n || reference) = log n - (n - 1) / n (Stiennon et al. 2020)."""
+    if n < 1:
+        raise ValueError(f"bon_kl: n must be >= 1, got {n}")
+    return math.log(n) - (n - 1) / n
+
+
+def _pad_right(batch: Batch, T: int, pad_token_id: int) -> Batch:
+    extra = T - batch.input_ids.shape[1]
+    if extra == 0:
+        return batch
+    pad = lambda x, v: torch.nn.functional.pad(x, (0, extra), value=v)  # noqa: E731
+    return Batch(pad(batch.input_ids, pad_token_id), pad(batch.attention_mask, 0),
+                 pad(batch.completion_mask, 0), batch.prompts, batch.completions, batch.finished)
+
+
+def concat_batches(batches: list[Batch], pad_token_id: int) -> Batch:
+    """Stack batches of different widths into one (narrower ones are padded on the right)."""
+    T = max(b.input_ids.shape[1] for b in batches)
+    padded = [_pad_right(b, T, pad_token_id) for b in batches]
+    return Batch(torch.cat([b.input_ids for b in padded]),
+                 torch.cat([b.attention_mask for b in padded]),
+                 torch.cat([b.completion_mask for b in padded]),
+                 [p for b in padded for p in b.prompts], [c for b in padded for c in b.completions],
+                 [f for b in padded for f in b.finished])
+
+
+def take(batch: Batch, idx) -> Batch:
+    """The rows ``idx`` of ``batch``, in that order."""
+    idx = [int(i) for i in idx]
+    t = torch.tensor(idx, device=batch.input_ids.device)
+    return Batch(batch.input_ids[t], batch.attention_mask[t], batch.completion_mask[t],
+                 [batch.prompts[i] for i in idx], [batch.completions[i] for i in idx],
+                 [batch.finished[i] for i in idx])
+
+
+@torch.no_grad()
+def sample_candidates(policy, rm, tok, prompts, n: int, seed: int = 0,
+                      max_new_tokens: int = 32) -> tuple[Batch, torch.Tensor]:
+    """``n`` samples per prompt and their RM scores.
+
+    Returns (candidates, rewards): ``candidates`` holds draw ``j`` of prompt ``i`` at row
+    ``j * len(prompts) + i``; ``rewards`` is (len(prompts), n). Draw ``j`` always uses seed
+    ``seed + j``, so the first ``k`` draws of a call with a larger ``n`` are the same samples:
+    best-of-k for every k <= n comes from nested subsets of one set of samples.
+    """
+    if n < 1:
+        raise ValueError(f"best-of-n: n must be >= 1, got {n}")
+    draws = [sample(policy, tok, list(prompts), max_new_tokens, seed=seed + j) for j in range(n)]
+    candidates = concat_batches(draws, tok.pad_token_id)
+    device = next(rm.parameters()).device
+    was_training = rm.training
+    rm.eval()
+    rewards = torch.cat([score(rm, take(candidates, range(i, min(i + 1024, len(candidates))))
+                               .to(device)) for i in range(0, len(candidates), 1024)])
+    rm.train(was_training)
+    return candidates, rewards.cpu().view(n, len(prompts)).T
+
+
+def select_best(candidates: Batch, rewards: torch.Tensor, n: int) -> tuple[Batch, torch.Tensor]:
+    """Best-of-``n`` from ``sample_candidates``' output: per prompt, the RM's argmax among its
+    first ``n`` draws. Returns (one row per prompt, in prompt order; their RM rewards)."""
+    P, n_max = rewards.shape
+    if not 1 <= n <= n_max:
+        raise ValueError(f"select_best: n must be in 1..{n_max} (the draws sampled), got {n}")
+    best = rewards[:, :n].argmax(-1)
+    rows = best * P + torch.arange(P)
+    return take(candidates, rows.tolist()), rewards[torch.arange(P), best]
+
+
+def best_of_n(policy, rm, tok, prompts, n: int, seed: int = 0, max_new_tokens: int = 32) -> Batch:
+    """Best-of-``n``: sample ``n`` completions per prompt, keep the one ``rm`` scores highest."""
+    candidates, rewards = sample_candidates(policy, rm, tok, prompts, n, seed, max_new_tokens)
+    return select_best(candidates, rewards, n)[0]
+
+
+def bon_sweep(policy, rm, evaluator, ns=(1, 2, 4, 8, 16, 32, 64), seed: int = 0,
+              name: str = "best-of-N") -> History:
+    """Best-of-N for every N in ``ns`` on ``evaluator.prompts``, from one set of samples.
+
+    Returns a History whose step is log2 N, logging gold_reward, win_rate, valid_rate, length
+    (the evaluator's judge), kl (analytic, ``bon_kl``), rm_reward (the proxy: mean RM score of
+    the kept samples) and n. Plot it with ``plots.dashboard(h, x_label="log2 N")``.
+    """
+    candidates, rewards = sample_candidates(policy, rm, evaluator.tokenizer, evaluator.prompts,
+                                            max(ns), seed, evaluator.max_new_tokens)
+    history = History(name)
+    for n in ns:
+        batch, proxy = select_best(candidates, rewards, n)
+        history.log(int(round(math.log2(n))), **evaluator.judge(batch), kl=bon_kl(n),
+                    rm_reward=proxy.mean().item(), n=n)
+    return history
+
+
+# ---------------------------------------------------------------------------
+# 6. Command line: python -m alignlab run rm|bon
+# ---------------------------------------------------------------------------
+
+def _config(profile: Profile, overrides: dict) -> RMConfig:
+    return override(RMConfig.for_profile(profile), overrides)
+
+
+def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry: train or load the RM; report its held-out accuracy and the reference's metrics.
+
+    The RM is not a policy, so gold_reward/kl/win_rate/valid_rate are those of the SFT
+    reference (KL 0, win-rate ~1/2); ``rm_accuracy`` is the headline (vs the gold ordering,
+    pairs with gold gap > min_gap), ``rm_label_accuracy`` is against the annotator's labels.
+    """
+    from .evaluation import Evaluator
+    from .pipeline import load_sft
+
+    config = _config(profile, overrides or {})
+    rm_folder(profile, seed, config, progress=False)
+    meta = cache.read_meta(rm_folder(profile, seed, config, progress=False))
+    sft, tok = load_sft(profile, seed, progress=False)
+    metrics = Evaluator(sft, tok, seed=seed, profile=profile)(sft)
+    return {**{k: round(v, 4) for k, v in metrics.items()},
+            "rm_accuracy": meta["eval_accuracy"], "rm_label_accuracy": meta["eval_label_acc"],
+            "min_gap": config.min_gap}
+
+
+def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry: best-of-n (``--set n=16``, default 16) under the cached RM, vs the SFT reference.
+
+    Other ``--set`` keys go to ``RMConfig`` (a different RM is trained and cached).
+    """
+    from .evaluation import Evaluator
+    from .pipeline import load_sft
+
+    overrides = dict(overrides or {})
+    try:
+        n = int(overrides.pop("n", 16))
+    except ValueError:
+        raise ValueError("run bon: --set n=... expects an integer >= 1") from None
+    config = _config(profile, overrides)
+    rm, _ = load_reward_model(profile, seed, config=config, progress=False)
+    sft, tok = load_sft(profile, seed, progress=False)
+    evaluator = Evaluator(sft, tok, seed=seed, profile=profile)
+    batch, proxy = select_best(*sample_candidates(sft, rm, tok, evaluator.prompts, n, seed,
+                                                  evaluator.max_new_tokens), n)
+    metrics = {**evaluator.judge(batch), "kl": bon_kl(n), "rm_reward": proxy.mean().item()}
+    return {**{k: round(float(v), 4) for k, v in metrics.items()}, "n": n,
+            "kl_estimator": "analytic: log N - (N-1)/N"}

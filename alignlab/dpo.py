@@ -59,7 +59,7 @@ from . import data, world
 from .config import override
 from .losses import dpo_loss
 from .models import Profile, get_profile, seed_everything
-from .sampling import encode, token_logprobs
+from .sampling import Batch, encode, token_logprobs
 from .training import History, train
 
 # ---------------------------------------------------------------------------
@@ -310,22 +310,45 @@ def encode_pairs(tok, prompts, chosen, rejected, device=None):
     return encode(tok, list(prompts) * 2, list(chosen) + list(rejected), device=device)
 
 
+def select_rows(batch, rows) -> Batch:
+    """The rows ``rows`` of a left-padded batch, without the columns that are all padding.
+
+    Tokenizing once and slicing is much faster than encoding every minibatch; with
+    left padding and position ids from the attention mask, the log-probs are the same.
+    """
+    rows = torch.as_tensor(rows, device=batch.input_ids.device)
+    attn = batch.attention_mask[rows]
+    first = int((attn.sum(0) > 0).nonzero()[0])  # first column with a real token
+    return Batch(batch.input_ids[rows, first:], attn[:, first:], batch.completion_mask[rows, first:],
+                 [batch.prompts[i] for i in rows.tolist()],
+                 [batch.completions[i] for i in rows.tolist()],
+                 [batch.finished[i] for i in rows.tolist()])
+
+
+def _pair_rows(idx, n: int) -> list[int]:
+    """Rows of pairs ``idx`` in an ``encode_pairs`` batch of ``n`` pairs: chosen, then rejected."""
+    idx = list(idx)
+    return idx + [n + i for i in idx]
+
+
 @torch.no_grad()
-def reference_logps(ref, tok, pairs, batch_size: int = 128, average: bool = False):
+def reference_logps(ref, tok, pairs, batch_size: int = 128, average: bool = False,
+                    encoded: Batch | None = None):
     """(N,), (N,) summed reference log-probs of every chosen and rejected completion.
 
     Computed once before training (the reference never changes), in eval mode.
+    ``encoded``: ``encode_pairs`` of all of ``pairs``, if already made.
     """
     device = next(ref.parameters()).device
-    ref.eval()
+    n = len(pairs)
+    full = encoded or encode_pairs(tok, pairs["prompt"], pairs["chosen"], pairs["rejected"], device)
+    ref.eval()  # and it stays so: the reference is frozen
     chosen, rejected = [], []
-    for i in range(0, len(pairs), batch_size):
-        rows = pairs[i:i + batch_size]
-        batch = encode_pairs(tok, rows["prompt"], rows["chosen"], rows["rejected"], device)
-        lp = completion_logps(ref, batch, average)
-        n = len(rows["prompt"])
-        chosen.append(lp[:n])
-        rejected.append(lp[n:])
+    for i in range(0, n, batch_size):
+        idx = range(i, min(n, i + batch_size))
+        lp = completion_logps(ref, select_rows(full, _pair_rows(idx, n)), average)
+        chosen.append(lp[:len(idx)])
+        rejected.append(lp[len(idx):])
     return torch.cat(chosen), torch.cat(rejected)
 
 
@@ -358,7 +381,10 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
         raise ValueError("train_dpo: `policy` and `ref` are the same object; the policy must be "
                          "a copy (copy.deepcopy(ref)), or the reference would move with it")
     device = next(policy.parameters()).device
-    ref_chosen, ref_rejected = reference_logps(ref, tok, pairs, average=config.average_logps)
+    n = len(pairs)
+    full = encode_pairs(tok, pairs["prompt"], pairs["chosen"], pairs["rejected"], device)
+    ref_chosen, ref_rejected = reference_logps(ref, tok, pairs, average=config.average_logps,
+                                               encoded=full)
     policy.requires_grad_(True)  # a deepcopy of a frozen model would be frozen too
     seed_everything(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -368,13 +394,11 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
     warmup = max(1, config.steps // 10)  # linear warm-up, then linear decay to 0 (TRL's default)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (config.steps - s) / (config.steps - warmup + 1))))
-    prompts, chosen, rejected = pairs["prompt"], pairs["chosen"], pairs["rejected"]
     policy.train()
 
     def step_fn(step: int) -> dict:
         idx = order[(step - 1) * config.batch_size: step * config.batch_size].tolist()
-        batch = encode_pairs(tok, [prompts[i] for i in idx], [chosen[i] for i in idx],
-                             [rejected[i] for i in idx], device)
+        batch = select_rows(full, _pair_rows(idx, n))
         logps = completion_logps(policy, batch, config.average_logps)
         pc, pr = logps[:len(idx)], logps[len(idx):]
         loss, rc, rr = dpo_loss(pc, pr, ref_chosen[idx], ref_rejected[idx], config.beta)

@@ -211,3 +211,16 @@ def test_config_profiles_and_overrides():
     assert changed.beta == 0.05 and changed.average_logps is True
     with pytest.raises(ValueError, match="valid settings"):
         override(quick, {"betta": "0.1"})
+
+
+def test_select_rows_matches_a_fresh_encoding(sft):
+    """Tokenizing all pairs once and slicing minibatches gives the log-probs of encoding them anew."""
+    ref, tok = sft
+    full = dpo.encode_pairs(tok, PAIRS["prompt"], PAIRS["chosen"], PAIRS["rejected"])
+    idx = [3, 0]
+    sub = dpo.select_rows(full, [3, 0, 8 + 3, 8 + 0])
+    fresh = dpo.encode_pairs(tok, [PAIRS["prompt"][i] for i in idx], [PAIRS["chosen"][i] for i in idx],
+                             [PAIRS["rejected"][i] for i in idx])
+    assert sub.input_ids.shape[1] <= full.input_ids.shape[1] and sub.completions == fresh.completions
+    with torch.no_grad():
+        assert torch.allclose(dpo.completion_logps(ref, sub), dpo.completion_logps(ref, fresh), atol=1e-4)

@@ -176,11 +176,12 @@ async def _execute(nb, set_name: str, timeout: float, workdir: Path, env: dict) 
         nb, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
         error_on_timeout={"ename": "TimeoutError", "evalue": "the grader's time limit was reached",
                           "traceback": []},
-        shutdown_kernel="immediate", startup_timeout=max(30, int(timeout)), iopub_timeout=4,
+        shutdown_kernel="immediate", startup_timeout=max(30, int(timeout)), iopub_timeout=2,
         record_timing=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
     client.student_deadline = start + timeout - reserve
-    client.timeout_func = lambda cell: (reserve if _is_grader(cell)
-                                        else max(1.0, client.student_deadline - time.monotonic()))
+    end = start + timeout
+    client.timeout_func = lambda cell: max(1.0, (end if _is_grader(cell) else client.student_deadline)
+                                           - time.monotonic())
     facts = {"status": "ok", "error": ""}
     try:
         await asyncio.wait_for(client.async_execute(env=env, cwd=str(workdir)), timeout + GRACE)

@@ -1,0 +1,173 @@
+"""The hidden tests behind the exercise notebooks' check cells (alignlab.checks).
+
+Every check must pass on the solutions, fail cleanly ("not attempted") on the generated
+stubs, and fail on typical wrong implementations with a hint that names the mistake.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from alignlab import checks
+from alignlab.checks import CHECKS, EXERCISE_SETS, check, max_points, run_check, summary
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from wrong_impls import WRONG  # noqa: E402
+
+EXERCISES = [name for names in EXERCISE_SETS.values() for name in names]
+
+
+def exercise_functions(folder: str, set_name: str) -> dict:
+    """Execute a notebook's first code cell (imports) and its exercise cells; return the namespace."""
+    nb = nbformat.read(ROOT / folder / f"{set_name}.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    ns: dict = {}
+    exec(code[0], ns)
+    for source in code[1:]:
+        if "### BEGIN SOLUTION" in source or "YOUR CODE HERE" in source:
+            exec(source, ns)
+    return ns
+
+
+@pytest.fixture(autouse=True)
+def _fresh_results(monkeypatch):
+    monkeypatch.delenv(checks.GRADES_FILE_ENV, raising=False)
+    checks._RESULTS.clear()
+    yield
+    checks._RESULTS.clear()
+
+
+def test_registry_covers_every_exercise_of_every_set():
+    assert sorted(CHECKS) == sorted(EXERCISES)
+    assert set(EXERCISE_SETS) == {p.stem for p in (ROOT / "solutions").glob("[0-9]*.ipynb")}
+    for name in EXERCISES:
+        assert max_points(name) >= 4, f"{name}: too few hidden tests"
+
+
+@pytest.mark.parametrize("set_name", sorted(EXERCISE_SETS))
+def test_every_check_passes_on_the_solutions(set_name):
+    ns = exercise_functions("solutions", set_name)
+    for name in EXERCISE_SETS[set_name]:
+        passed, points, hint = CHECKS[name](ns[name])
+        assert passed and points == max_points(name), f"{name}: {hint}"
+
+
+@pytest.mark.parametrize("set_name", sorted(EXERCISE_SETS))
+def test_every_check_fails_cleanly_on_the_generated_stubs(set_name, capsys):
+    ns = exercise_functions("exercises", set_name)
+    for name in EXERCISE_SETS[set_name]:
+        n_args = len(inspect.signature(ns[name]).parameters)
+        with pytest.raises(NotImplementedError, match="Hint: "):
+            ns[name](*[torch.zeros(2)] * n_args)
+        result = run_check(name, ns[name])
+        assert (result.status, result.points, result.passed) == ("not attempted", 0, False)
+        check(name, ns[name])  # prints, never raises
+        assert f"⏳ {name}: not attempted yet" in capsys.readouterr().out
+
+
+def test_every_check_has_at_least_two_typical_wrong_implementations():
+    for name in EXERCISES:
+        assert len(WRONG.get(name, [])) >= 2, f"{name}: add wrong implementations to tests/fixtures"
+
+
+WRONG_CASES = [(n, label, fn, words) for n, items in WRONG.items() for label, fn, words in items]
+
+
+@pytest.mark.parametrize("name,label,fn,words", WRONG_CASES, ids=[f"{n}: {label}" for n, label, _, _ in WRONG_CASES])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_each_wrong_implementation_fails_with_a_diagnostic_hint(name, label, fn, words):
+    result = run_check(name, fn)
+    assert not result.passed and result.status == "failed"
+    assert 0 <= result.points < result.max_points
+    for word in words:
+        assert word.lower() in result.hint.lower(), f"{label}: hint does not say {word!r}:\n{result.hint}"
+
+
+def test_check_prints_a_pass_and_records_it(tmp_path, monkeypatch, capsys):
+    grades = tmp_path / "grades.jsonl"
+    monkeypatch.setenv(checks.GRADES_FILE_ENV, str(grades))
+    ns = exercise_functions("solutions", "04_dpo")
+    check("dpo_loss", ns["dpo_loss"])
+    assert capsys.readouterr().out.strip() == "✅ dpo_loss: all 6 tests passed (6/6 points)"
+    record = json.loads(grades.read_text().splitlines()[-1])
+    assert record == {"name": "dpo_loss", "status": "passed", "points": 6, "max_points": 6, "hint": "",
+                      "source": "cell"}
+    summary("04_dpo")
+    assert "dpo_loss     6/6  ✅ passed" in capsys.readouterr().out
+
+
+def test_check_never_raises_and_explains_what_went_wrong(capsys):
+    def crashes(*args):
+        raise ValueError("shapes do not match")
+
+    def returns_none(*args):
+        return None
+
+    def wrong_shape(r_c, r_r):
+        return -torch.nn.functional.logsigmoid(r_c - r_r)  # forgot the mean
+
+    for fn, expected in [(crashes, "your function raised ValueError: shapes do not match"),
+                         (returns_none, "did you forget the `return`?"),
+                         (wrong_shape, "expected ()")]:
+        check("bt_loss", fn)
+        out = capsys.readouterr().out
+        assert out.startswith("❌ bt_loss: ") and expected in out and "Traceback" not in out
+    check("no_such_exercise", crashes)
+    assert "no check named 'no_such_exercise'" in capsys.readouterr().out
+
+
+def test_an_infinite_loop_is_stopped_by_the_time_limit(monkeypatch, capsys):
+    monkeypatch.setenv(checks.TIMEOUT_ENV, "0.5")
+
+    def spins(*args):
+        while True:
+            try:
+                pass
+            except Exception:  # a student's blanket except must not swallow the time limit
+                pass
+
+    check("kto_z0", spins)
+    out = capsys.readouterr().out
+    assert "❌ kto_z0: did not finish within 0.5 s (an infinite loop?)" in out
+    assert checks.results()["kto_z0"].status == "timeout"
+
+
+def test_ready_skips_training_until_the_function_is_implemented(capsys):
+    ns = exercise_functions("exercises", "04_dpo")
+    assert checks.ready("dpo_loss", ns["dpo_loss"]) is False
+    assert "skipped: `dpo_loss` is not implemented yet" in capsys.readouterr().out
+    checks._RESULTS.clear()
+    assert checks.ready("dpo_loss", WRONG["dpo_loss"][0][1]) is True  # wrong but implemented: train anyway
+    assert "has not passed all its checks" in capsys.readouterr().out
+
+
+def test_grade_namespace_scores_missing_functions_zero(tmp_path, monkeypatch, capsys):
+    grades = tmp_path / "grades.jsonl"
+    monkeypatch.setenv(checks.GRADES_FILE_ENV, str(grades))
+    ns = exercise_functions("solutions", "05_kto")
+    del ns["kto_loss"]
+    checks.grade_namespace("05_kto", ns)
+    records = {r["name"]: r for r in map(json.loads, grades.read_text().splitlines())}
+    assert records["kto_z0"]["points"] == 4 and records["kto_z0"]["source"] == "grader"
+    assert records["kto_loss"]["status"] == "missing" and records["kto_loss"]["points"] == 0
+    assert "total        4/9" in capsys.readouterr().out
+
+
+def test_checks_are_deterministic_and_leave_the_global_rng_alone():
+    ns = exercise_functions("solutions", "03_ppo")
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    first = [run_check(n, WRONG[n][0][1]) for n in ("ppo_clip_loss", "value_loss_clipped")]
+    assert torch.rand(1) == before
+    second = [run_check(n, WRONG[n][0][1]) for n in ("ppo_clip_loss", "value_loss_clipped")]
+    assert first == second
+    assert run_check("ppo_clip_loss", ns["ppo_clip_loss"]).passed

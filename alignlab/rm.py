@@ -462,34 +462,48 @@ def take(batch: Batch, idx) -> Batch:
 
 
 @torch.no_grad()
-def sample_candidates(policy, rm, tok, prompts, n: int, seed: int = 0,
-                      max_new_tokens: int = 32) -> tuple[Batch, torch.Tensor]:
-    """``n`` samples per prompt and their RM scores.
+def sample_candidates(policy, tok, prompts, n: int, seed: int = 0,
+                      max_new_tokens: int = 32) -> Batch:
+    """``n`` samples per prompt: draw ``j`` of prompt ``i`` is row ``j * len(prompts) + i``.
 
-    Returns (candidates, rewards): ``candidates`` holds draw ``j`` of prompt ``i`` at row
-    ``j * len(prompts) + i``; ``rewards`` is (len(prompts), n). Draw ``j`` always uses seed
-    ``seed + j``, so the first ``k`` draws of a call with a larger ``n`` are the same samples:
-    best-of-k for every k <= n comes from nested subsets of one set of samples.
+    Draw ``j`` always uses seed ``seed + j``, so the first ``k`` draws of a call with a larger
+    ``n`` are the same samples: best-of-k for every k <= n comes from nested subsets of one
+    set of samples (draw 0 is what ``sample(policy, ..., seed=seed)`` returns).
     """
     if n < 1:
         raise ValueError(f"best-of-n: n must be >= 1, got {n}")
     draws = [sample(policy, tok, list(prompts), max_new_tokens, seed=seed + j) for j in range(n)]
-    candidates = concat_batches(draws, tok.pad_token_id)
+    return concat_batches(draws, tok.pad_token_id)
+
+
+def as_grid(values, n_prompts: int) -> torch.Tensor:
+    """(n_prompts, n) view of per-candidate values in ``sample_candidates``' row order."""
+    values = torch.as_tensor(values, dtype=torch.float).flatten().cpu()
+    if len(values) % n_prompts:
+        raise ValueError(f"as_grid: {len(values)} values do not split into {n_prompts} prompts")
+    return values.view(-1, n_prompts).T
+
+
+@torch.no_grad()
+def score_candidates(rm, candidates: Batch, n_prompts: int, chunk: int = 1024) -> torch.Tensor:
+    """(n_prompts, n) RM rewards of ``sample_candidates``' output."""
     device = next(rm.parameters()).device
     was_training = rm.training
     rm.eval()
-    rewards = torch.cat([score(rm, take(candidates, range(i, min(i + 1024, len(candidates))))
-                               .to(device)) for i in range(0, len(candidates), 1024)])
+    rewards = torch.cat([score(rm, take(candidates, range(i, min(i + chunk, len(candidates))))
+                               .to(device)) for i in range(0, len(candidates), chunk)])
     rm.train(was_training)
-    return candidates, rewards.cpu().view(n, len(prompts)).T
+    return as_grid(rewards, n_prompts)
 
 
 def select_best(candidates: Batch, rewards: torch.Tensor, n: int) -> tuple[Batch, torch.Tensor]:
-    """Best-of-``n`` from ``sample_candidates``' output: per prompt, the RM's argmax among its
-    first ``n`` draws. Returns (one row per prompt, in prompt order; their RM rewards)."""
+    """Best-of-``n``: per prompt, the argmax of ``rewards`` (n_prompts, n_max) among its first
+    ``n`` draws. Returns (one row per prompt, in prompt order; the kept rewards (n_prompts,))."""
     P, n_max = rewards.shape
     if not 1 <= n <= n_max:
         raise ValueError(f"select_best: n must be in 1..{n_max} (the draws sampled), got {n}")
+    if len(candidates) != P * n_max:
+        raise ValueError(f"select_best: {len(candidates)} candidates but rewards is {P} x {n_max}")
     best = rewards[:, :n].argmax(-1)
     rows = best * P + torch.arange(P)
     return take(candidates, rows.tolist()), rewards[torch.arange(P), best]
@@ -497,25 +511,28 @@ def select_best(candidates: Batch, rewards: torch.Tensor, n: int) -> tuple[Batch
 
 def best_of_n(policy, rm, tok, prompts, n: int, seed: int = 0, max_new_tokens: int = 32) -> Batch:
     """Best-of-``n``: sample ``n`` completions per prompt, keep the one ``rm`` scores highest."""
-    candidates, rewards = sample_candidates(policy, rm, tok, prompts, n, seed, max_new_tokens)
-    return select_best(candidates, rewards, n)[0]
+    candidates = sample_candidates(policy, tok, prompts, n, seed, max_new_tokens)
+    return select_best(candidates, score_candidates(rm, candidates, len(prompts)), n)[0]
 
 
-def bon_sweep(policy, rm, evaluator, ns=(1, 2, 4, 8, 16, 32, 64), seed: int = 0,
+NS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def bon_sweep(evaluator, candidates: Batch, rewards: torch.Tensor, ns=NS,
               name: str = "best-of-N") -> History:
-    """Best-of-N for every N in ``ns`` on ``evaluator.prompts``, from one set of samples.
+    """Best-of-N under ``rewards`` for every N in ``ns``, from nested subsets of ``candidates``.
 
-    Returns a History whose step is log2 N, logging gold_reward, win_rate, valid_rate, length
-    (the evaluator's judge), kl (analytic, ``bon_kl``), rm_reward (the proxy: mean RM score of
-    the kept samples) and n. Plot it with ``plots.dashboard(h, x_label="log2 N")``.
+    ``candidates``: ``sample_candidates(policy, tok, evaluator.prompts, max(ns))``;
+    ``rewards``: (n_prompts, max(ns)) scores that pick the winner (RM or any judge).
+    Returns a History whose *step is log2 N*, logging the evaluator's judge (gold_reward,
+    win_rate, valid_rate, length), ``kl`` (analytic, ``bon_kl``), ``proxy_reward`` (mean
+    of ``rewards`` over the kept samples) and ``n``. Plot: ``dashboard(h, x_label="log2 N")``.
     """
-    candidates, rewards = sample_candidates(policy, rm, evaluator.tokenizer, evaluator.prompts,
-                                            max(ns), seed, evaluator.max_new_tokens)
     history = History(name)
     for n in ns:
-        batch, proxy = select_best(candidates, rewards, n)
+        batch, kept = select_best(candidates, rewards, n)
         history.log(int(round(math.log2(n))), **evaluator.judge(batch), kl=bon_kl(n),
-                    rm_reward=proxy.mean().item(), n=n)
+                    proxy_reward=kept.mean().item(), n=n)
     return history
 
 
@@ -564,8 +581,8 @@ def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
     rm, _ = load_reward_model(profile, seed, config=config, progress=False)
     sft, tok = load_sft(profile, seed, progress=False)
     evaluator = Evaluator(sft, tok, seed=seed, profile=profile)
-    batch, proxy = select_best(*sample_candidates(sft, rm, tok, evaluator.prompts, n, seed,
-                                                  evaluator.max_new_tokens), n)
+    candidates = sample_candidates(sft, tok, evaluator.prompts, n, seed, evaluator.max_new_tokens)
+    batch, proxy = select_best(candidates, score_candidates(rm, candidates, len(candidates) // n), n)
     metrics = {**evaluator.judge(batch), "kl": bon_kl(n), "rm_reward": proxy.mean().item()}
     return {**{k: round(float(v), 4) for k, v in metrics.items()}, "n": n,
             "kl_estimator": "analytic: log N - (N-1)/N"}

@@ -43,7 +43,6 @@ Contents:
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import threading
@@ -581,9 +580,8 @@ _MASK_MEAN = ("average over the VALID tokens only: sum(loss * mask) / mask.sum()
               "(a token-level mean over the whole batch).")
 
 
-def _masked_loss_mistakes(ref, variant, inputs, eps, B_T_mask, name):
-    """Mistakes shared by the two PPO losses."""
-    x, m = inputs, B_T_mask
+def _masked_loss_mistakes(ref, variant, x, eps, m):
+    """Mistakes shared by the two PPO losses: ``x`` their (B, T) inputs, ``m`` the mask."""
     ones = torch.ones_like(m)
     return [
         (lambda: ref(*x, ones, eps), "the mask is ignored: padding positions (mask == 0) must not count; "
@@ -614,7 +612,7 @@ def _ppo_cases(fn):
                                                           "unclipped -r A and the clipped -clip(r) A."),
             (lambda: _ppo_ref(old, lp, adv, m, eps), "the ratio is upside down: ratio = exp(logprobs - "
                                                     "old_logprobs) = pi_new / pi_old."),
-        ] + _masked_loss_mistakes(_ppo_ref, _ppo_variant, x, eps, m, "ppo")
+        ] + _masked_loss_mistakes(_ppo_ref, _ppo_variant, x, eps, m)
 
     def case(lp, old, adv, m, eps):
         def run():
@@ -696,7 +694,7 @@ def _vf_cases(fn):
             (lambda: _vf_variant(*x, m, eps, "cliponly"), "only the clipped error: take the max of (V - R)^2 "
                                                          "and (V_clip - R)^2."),
             (lambda: _vf_variant(*x, m, eps, "abs"), "use squared errors, (V - R)^2, not absolute ones."),
-        ] + _masked_loss_mistakes(_vf_ref, _vf_variant, x, eps, m, "vf")
+        ] + _masked_loss_mistakes(_vf_ref, _vf_variant, x, eps, m)
 
     def case(v, old, ret, m, eps):
         def run():

@@ -299,7 +299,7 @@ def grade_notebook(path: Path, root: Path | None = None, timeout: float = 300.0,
         results_file = Path(tmp) / "results.jsonl"
         workdir = Path(tmp) / "work"
         workdir.mkdir()
-        env = {**os.environ, GRADES_FILE_ENV: str(results_file), "ALIGNLAB_GRADING": "1"}
+        env = {**os.environ, GRADES_FILE_ENV: str(results_file)}
         facts = _run_in_fresh_loop(_execute(nb, set_name, timeout, workdir, env))
         results = _read_results(results_file)
 

@@ -136,17 +136,22 @@ print(len(pairs), "pairs; e.g.", pairs[0]["prompt"], "|", pairs[0]["chosen"], "â
 # %%
 cols = pairs.to_dict()                                       # plain Python lists: fast to index
 P, C, R = cols["prompt"], cols["chosen"], cols["rejected"]
+device = next(sft.parameters()).device
+
+def logps(model, rows, completions):
+    """(len(rows),) summed log-probs of the given completions of pairs `rows` under `model`."""
+    batch = encode(tok, [P[j] for j in rows], [completions[j] for j in rows], device=device)
+    return sequence_logprobs(model, batch)
+
 with torch.no_grad():
-    ref_c, ref_r = sequence_logprobs(sft, encode(tok, P, C)), sequence_logprobs(sft, encode(tok, P, R))
+    ref_c, ref_r = logps(sft, range(len(P)), C), logps(sft, range(len(P)), R)
 evaluator = Evaluator(sft, tok, profile=profile)
 
 def make_step(policy, beta=0.1, lr=5e-4, batch_size=64):
     opt, gen = torch.optim.Adam(policy.parameters(), lr=lr), torch.Generator().manual_seed(0)
     def step_fn(step):
         i = torch.randint(0, len(P), (batch_size,), generator=gen).tolist()
-        pc = sequence_logprobs(policy, encode(tok, [P[j] for j in i], [C[j] for j in i]))
-        pr = sequence_logprobs(policy, encode(tok, [P[j] for j in i], [R[j] for j in i]))
-        loss, chosen_r, rejected_r = dpo_loss(pc, pr, ref_c[i], ref_r[i], beta)
+        loss, chosen_r, rejected_r = dpo_loss(logps(policy, i, C), logps(policy, i, R), ref_c[i], ref_r[i], beta)
         opt.zero_grad(); loss.backward(); opt.step()
         return {"loss": loss.item(), "reward_margin": (chosen_r - rejected_r).mean().item()}
     return step_fn

@@ -984,7 +984,7 @@ def run_check(name: str, fn, timeout: float | None = None) -> Result:
                     hints.append(f"   • {title}: {e}")
                 except RecursionError as e:
                     hints.append(f"   • {title}: {_short(e)} (does the function call itself?)")
-                except Exception as e:  # the student's code crashed: report it, never re-raise
+                except (Exception, SystemExit) as e:  # the student's code crashed: report it, never re-raise
                     hints.append(f"   • {title}: your function raised {_short(e)}")
     except CheckTimeout:
         return Result(name, "timeout", passed, total,

@@ -114,7 +114,11 @@ def test_check_never_raises_and_explains_what_went_wrong(capsys):
     def wrong_shape(r_c, r_r):
         return -torch.nn.functional.logsigmoid(r_c - r_r)  # forgot the mean
 
+    def exits(*args):
+        sys.exit(3)
+
     for fn, expected in [(crashes, "your function raised ValueError: shapes do not match"),
+                         (exits, "your function raised SystemExit: 3"),
                          (returns_none, "did you forget the `return`?"),
                          (wrong_shape, "expected ()")]:
         check("bt_loss", fn)

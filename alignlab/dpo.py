@@ -289,12 +289,13 @@ def make_pairs(ref, tok, config: DPOConfig):
     """
     key = (id(ref), config.n_pairs, config.annotator_temperature, config.max_new_tokens,
            config.seed)
-    if key not in _PAIRS_CACHE:
+    if key not in _PAIRS_CACHE or _PAIRS_CACHE[key][0] is not ref:
         prompts = world.make_prompts(config.n_pairs, "train", config.seed)
         pairs = data.sample_pairs(ref, tok, prompts, config.annotator_temperature,
                                   config.seed, config.max_new_tokens)
-        _PAIRS_CACHE[key] = data.validate_preferences(pairs, "paired")
-    return _PAIRS_CACHE[key]
+        # the model is kept with its pairs, so its id cannot be reused by another model
+        _PAIRS_CACHE[key] = (ref, data.validate_preferences(pairs, "paired"))
+    return _PAIRS_CACHE[key][1]
 
 
 def completion_logps(model, batch, average: bool = False) -> torch.Tensor:
@@ -416,12 +417,17 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
 
 
 def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry (``python -m alignlab run dpo``): train DPO from the SFT model, evaluate it."""
+    """CLI entry (``python -m alignlab run dpo``): train DPO from the SFT model, evaluate it.
+
+    ``seed`` picks the SFT model (as for ``run rm``/``run ppo``), the pairs, their order
+    and the evaluation prompts. Returns the shared metrics plus ``beta``, the last
+    batch's ``loss`` and its ``reward_accuracy`` (``rewards/accuracies``).
+    """
     from .evaluation import Evaluator
     from .pipeline import load_sft
 
     config = override(DPOConfig.for_profile(profile, seed=seed), overrides or {})
-    ref, tok = load_sft(profile, progress=False)
+    ref, tok = load_sft(profile, seed, progress=False)
     seed_everything(seed)
     pairs = make_pairs(ref, tok, config)
     policy = copy.deepcopy(ref)

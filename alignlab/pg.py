@@ -99,13 +99,16 @@ class PGConfig:
     """Evaluate with the shared Evaluator every this many steps."""
     grad_var_every: int = 0
     """Measure ``grad_var_*`` every this many steps (0 = never; one pass per episode)."""
+    lambda_prefixes: int = 16
+    """Prefixes (one per prompt) in the lambda bias/variance experiment."""
 
     @classmethod
     def for_profile(cls, profile: Profile, **overrides) -> "PGConfig":
         """Defaults for ``profile`` (``full`` has a bigger model: more steps, larger batches)."""
         base = cls(max_new_tokens=profile.max_new_tokens)
         if profile.name == "full":
-            base = override(base, {"steps": 100, "batch": 128, "lr": 5e-4, "eval_every": 20})
+            base = override(base, {"steps": 100, "batch": 128, "lr": 5e-4, "eval_every": 20,
+                                   "lambda_prefixes": 48})
         return override(base, overrides)
 
     def __post_init__(self):

@@ -79,7 +79,10 @@ def validate_preferences(ds, kind: str = "paired"):
     if kind not in ("paired", "unpaired"):
         raise ValueError(f"validate_preferences: kind must be 'paired' or 'unpaired', got {kind!r}")
     need = PAIRED_COLUMNS if kind == "paired" else UNPAIRED_COLUMNS
-    have = list(ds.column_names) if hasattr(ds, "column_names") else list(ds.keys())
+    original = ds
+    if hasattr(ds, "to_dict"):  # one Arrow -> Python conversion; per-item access is slow
+        ds = ds.to_dict()
+    have = list(ds.keys())
     missing = [c for c in need if c not in have]
     if missing:
         raise ValueError(f"{kind} preference data is missing column(s) {missing}; it has "
@@ -105,5 +108,5 @@ def validate_preferences(ds, kind: str = "paired"):
         if same == len(ds["chosen"]):
             raise ValueError("paired preference data: every chosen completion equals its "
                              "rejected one, so there is no preference to learn")
-    return ds
+    return original
 

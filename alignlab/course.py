@@ -73,6 +73,7 @@ def run_course(notebooks: str = "notebooks", out: str = "runs", profile: str | N
     """Execute every ``*.ipynb`` in ``notebooks`` in order; print and save a results table."""
     if profile:
         os.environ["ALIGNLAB_PROFILE"] = profile  # inherited by the kernels
+    os.environ.setdefault("ALIGNLAB_HEADLESS", "1")  # widgets draw their defaults statically
     paths = sorted(Path(notebooks).glob("[0-9]*.ipynb"))
     if not paths:
         raise SystemExit(f"no notebooks found in {notebooks!r} (run from the repository root)")

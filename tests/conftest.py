@@ -12,6 +12,9 @@ import os
 
 import pytest
 
+# Kernels started by nbval inherit this: widgets draw their default statically (alignlab.widgets).
+os.environ.setdefault("ALIGNLAB_HEADLESS", "1")
+
 _NOTEBOOK_SECONDS: dict[str, float] = collections.defaultdict(float)
 
 

@@ -99,10 +99,11 @@ assert world.gold_reward("the acting", "great great great great") < world.gold_r
 assert world.sentiment("the acting great great great great") > world.sentiment("the acting was really wonderful .")
 
 # %% [markdown]
-# Try your own review (in JupyterLab the box is live; executed headless it shows the default):
+# Try your own review. In JupyterLab the box is live; executed headless (`python -m alignlab course`, the tests) `alignlab.widgets.interact` shows the default once, so the page still reads well:
 
 # %%
 import ipywidgets as widgets
+from alignlab.widgets import interact
 
 def judge(review="i thought the plot was clever but the ending was weak ."):
     words = review.split()
@@ -110,7 +111,7 @@ def judge(review="i thought the plot was clever but the ending was weak ."):
     prompt, completion = " ".join(words[:i]), " ".join(words[i:])
     print(f"valid={world.is_valid(review)}  gold={world.gold_reward(prompt, completion):+.3f}")
 
-widgets.interact(judge, review=widgets.Text(value="i thought the plot was clever but the ending was weak .", layout={"width": "600px"}));
+interact(judge, review=widgets.Text(value="i thought the plot was clever but the ending was weak .", layout={"width": "600px"}));
 
 # %% [markdown]
 # ## 5. Annotators: from a judge to preference data

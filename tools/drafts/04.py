@@ -20,6 +20,7 @@ import dataclasses
 import math
 
 import ipywidgets as widgets
+from alignlab.widgets import interact
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -140,7 +141,7 @@ def show_optimum(beta=0.5):
     plt.title(f"E_π*[r] = {p @ r:+.2f}   KL(π*‖π_ref) = {kl(p, pi_ref):.2f}", fontsize=9)
     plt.xlabel("response y"); plt.legend(fontsize=8); plt.tight_layout(); plt.show()
 
-widgets.interact(show_optimum, beta=widgets.FloatLogSlider(value=0.5, base=10, min=-1.5, max=1, step=0.05));
+interact(show_optimum, beta=widgets.FloatLogSlider(value=0.5, base=10, min=-1.5, max=1, step=0.05));
 
 # %% [markdown]
 # ### Step 4: solve for the reward

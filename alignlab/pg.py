@@ -17,7 +17,8 @@ Baselines (``PGConfig.baseline``):
 
 ==========  ====================================================================
 ``none``    A_t = G_t = sum_{k>=t} gamma^(k-t) r_k, the return-to-go (REINFORCE)
-``mean``    A_t = G_t - b, b = mean of G over the batch's completion tokens
+``mean``    A_t = G_t - b, b = mean of G over the batch's completion tokens (it includes
+            the episode itself: a bias of order 1/B; leave-one-out would remove it)
 ``gae``     A_t = GAE(gamma, lambda) from the value head's TD errors, whitened;
             the value head regresses on R_t = A_t + V(s_t)
 ==========  ====================================================================
@@ -58,6 +59,7 @@ from .config import override
 from .losses import compute_gae, explained_variance, masked_mean, whiten
 from .models import Profile, get_device, seed_everything
 from .rl import PolicyWithValue, Rollout, gold_reward_fn, rollout
+from .sampling import token_logprobs
 from .training import History, train
 
 BASELINES = ("none", "mean", "gae")
@@ -210,18 +212,20 @@ def default_grad_params(policy: PolicyWithValue) -> list[torch.nn.Parameter]:
 
 
 def per_episode_grads(policy: PolicyWithValue, ro: Rollout, weights: dict,
-                      params=None, temperature: float = 1.0) -> dict:
-    """{name: (B, P) matrix}: row i is episode i's gradient estimate for weighting ``name``.
+                      params=None, temperature: float = 1.0, max_episodes: int = 64) -> dict:
+    """{name: (n, P) matrix}: row i is episode i's gradient estimate for weighting ``name``.
 
     ``weights``: {name: (B, T) advantages}; row i of the result is
     g_i = sum_t A_it * grad log pi(a_it|s_it) over ``params`` (default: the last block's
-    weight matrices), flattened. One forward pass per episode, one backward per weighting.
+    weight matrices), flattened, for the first n = min(B, ``max_episodes``) episodes.
+    One forward pass per episode, one backward per weighting; ``temperature`` must be
+    the sampling one.
     """
     params = params or default_grad_params(policy)
     out = {name: [] for name in weights}
-    for i in range(len(ro)):
+    for i in range(min(len(ro), max_episodes)):
         ids, attn = ro.batch.input_ids[i:i + 1], ro.batch.attention_mask[i:i + 1]
-        logp, _ = policy(ids, attn, temperature)
+        logp = token_logprobs(policy.lm, ids, attn, temperature)
         for j, (name, w) in enumerate(weights.items()):
             obj = (logp[0] * (w[i] * ro.mask[i]).detach()).sum()
             grads = torch.autograd.grad(obj, params, retain_graph=j < len(weights) - 1,
@@ -238,14 +242,15 @@ def total_variance(grads: torch.Tensor) -> float:
 
 
 def gradient_variance(policy: PolicyWithValue, ro: Rollout, baselines=("none", "mean", "gae"),
-                      gamma: float = 1.0, lam: float = 1.0, params=None) -> dict:
+                      gamma: float = 1.0, lam: float = 1.0, params=None,
+                      temperature: float = 1.0) -> dict:
     """{baseline: total variance of the per-episode gradient estimate} on one rollout.
 
     Advantages are NOT whitened here, so every baseline is measured on the reward's scale.
     ``gae`` uses the rollout's values with ``lam`` (1 by default: G_t - V(s_t)).
     """
     weights = {b: advantages(ro, b, gamma, lam)[0] for b in baselines}
-    grads = per_episode_grads(policy, ro, weights, params)
+    grads = per_episode_grads(policy, ro, weights, params, temperature)
     return {b: total_variance(g) for b, g in grads.items()}
 
 
@@ -276,7 +281,8 @@ def train_pg(policy: PolicyWithValue, ref, tok, prompts: list[str], config: PGCo
         metrics = {}
         if config.grad_var_every and (step == 1 or step % config.grad_var_every == 0):
             kinds = ("none", "mean", "gae") if config.baseline == "gae" else ("none", "mean")
-            var = gradient_variance(policy, ro, kinds, config.gamma, lam=1.0)
+            var = gradient_variance(policy, ro, kinds, config.gamma, lam=1.0,
+                                    temperature=config.temperature)
             metrics.update({f"grad_var_{'value' if k == 'gae' else k}": v for k, v in var.items()})
         metrics.update(pg_step(policy, opt, ro, config))
         return metrics

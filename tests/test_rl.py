@@ -216,3 +216,19 @@ def test_train_pg_logs_metrics_and_grad_variance(policy, tiny_lm):
                 "grad_var_none", "grad_var_mean", "grad_var_value"):
         assert len(h.series(key)[1]) == 2, key
     assert h.series("rollout_kl")[1][0] == 0.0  # step 1: the policy is still the reference
+
+
+def test_lambda_experiment_limits(policy, tiny_lm):
+    """lambda = 0 is deterministic given (s_t, a_t): zero variance; lambda = 1 is noisier."""
+    lm, tok = tiny_lm
+    torch.nn.init.normal_(policy.value_head.weight, std=0.5)  # a (wrong) critic: TD has a bias
+    config = _cfg(max_new_tokens=6, kl_coef=0.1)
+    by_length = lambda p, c, f: [float(len(x) % 5) for x in c]  # noqa: E731 (varies)
+    res = pg.lambda_experiment(policy, lm, tok, world.make_prompts(3, "train", 4), config,
+                               lams=(0.0, 1.0), n_truth=8, n_est=8, reward_fn=by_length,
+                               seed=0, progress=False)
+    assert res["lams"] == [0.0, 1.0] and res["n_prefixes"] == 3
+    assert res["variance"][0] == pytest.approx(0.0, abs=1e-10)
+    assert res["variance"][1] > 0.01
+    assert all(len(res[k]) == 2 for k in ("bias2", "noise2", "mse"))
+    assert res["mse"][1] == pytest.approx(res["bias2"][1] + res["variance"][1])

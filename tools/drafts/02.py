@@ -318,10 +318,11 @@ assert v[-1] > v[0] and b2[0] > b2[-1]
 # %% [markdown]
 # ### 7.1 Credit assignment, token by token
 #
-# Turn the knob: for one episode of the trained policy, the critic's values, the TD errors and the GAE advantage of each token. At $\lambda = 0$ each token is judged by the critic's change of mind; at $\lambda = 1$ every token shares the episode's return minus its value. (Executed headless, the plot shows $\lambda = 0.95$.)
+# Turn the knob: for one episode of the trained policy, the critic's values, the TD errors and the GAE advantage of each token. At $\lambda = 0$ each token is judged by the critic's change of mind; at $\lambda = 1$ every token shares the episode's return minus its value. (Executed headless, `alignlab.widgets.interact` draws the plot once, at $\lambda = 0.95$.)
 
 # %%
 import ipywidgets as widgets
+from alignlab.widgets import interact
 
 ro_one = rl.rollout(policy, ref, tok, world.make_prompts(4, "eval", seed=2), rl.gold_reward_fn, config, seed=5)
 cols1 = ro_one.mask[0].bool()
@@ -335,7 +336,7 @@ def show_credit(lam=0.95):
     plt.plot(x, ro_one.values[0, cols1], "k.-", label="V(s_t)"); plt.xticks(x, words, rotation=45); plt.axhline(0, color="grey", lw=0.8)
     plt.title(f"{ro_one.batch.prompts[0]} ... (score {ro_one.scores[0]:+.2f})"); plt.legend(fontsize=7); plt.tight_layout(); plt.show()
 
-widgets.interact(show_credit, lam=widgets.FloatSlider(value=0.95, min=0.0, max=1.0, step=0.05));
+interact(show_credit, lam=widgets.FloatSlider(value=0.95, min=0.0, max=1.0, step=0.05));
 
 # %% [markdown]
 # ## 8. Results

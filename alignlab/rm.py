@@ -178,16 +178,19 @@ def score_texts(rm, tok, prompts, completions, finished=None, batch_size: int = 
     device = next(rm.parameters()).device
     was_training = rm.training
     rm.eval()
-    out = []
-    for i in range(0, len(prompts), batch_size):
+    # chunks of similar length (less padding to compute), each all finished or all cut off
+    order = sorted(range(len(prompts)), key=lambda j: (finished[j], len(prompts[j].split())
+                                                       + len(completions[j].split())))
+    out = torch.empty(len(prompts))
+    for i in range(0, len(order), batch_size):
         for eos in (True, False):  # encode adds <eos> to all rows of a call, or to none
-            rows = [j for j in range(i, min(i + batch_size, len(prompts))) if finished[j] == eos]
+            rows = [j for j in order[i:i + batch_size] if finished[j] == eos]
             if rows:
                 b = encode(tok, [prompts[j] for j in rows], [completions[j] for j in rows],
                            add_eos=eos, device=device)
-                out += list(zip(rows, score(rm, b).tolist()))
+                out[rows] = score(rm, b).cpu()
     rm.train(was_training)
-    return torch.tensor([r for _, r in sorted(out)])
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -490,8 +493,14 @@ def score_candidates(rm, candidates: Batch, n_prompts: int, chunk: int = 1024) -
     device = next(rm.parameters()).device
     was_training = rm.training
     rm.eval()
-    rewards = torch.cat([score(rm, take(candidates, range(i, min(i + chunk, len(candidates))))
-                               .to(device)) for i in range(0, len(candidates), chunk)])
+    order = candidates.attention_mask.sum(-1).argsort(stable=True)  # similar lengths together
+    rewards = torch.empty(len(candidates))
+    for i in range(0, len(order), chunk):
+        rows = order[i:i + chunk]
+        ids, mask = candidates.input_ids[rows], candidates.attention_mask[rows]
+        keep = mask.any(0)  # drop columns that are padding in every row of the chunk
+        rewards[rows] = score(rm, {"input_ids": ids[:, keep].to(device),
+                                   "attention_mask": mask[:, keep].to(device)}).cpu()
     rm.train(was_training)
     return as_grid(rewards, n_prompts)
 

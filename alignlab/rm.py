@@ -100,14 +100,15 @@ def new_reward_model(sft_model_or_profile=None, tok=None, seed: int = 0):
 
     ``sft_model_or_profile``: a ``GPT2LMHeadModel`` (usually the SFT model), or a
     profile / profile name / None, in which case the cached SFT model is loaded.
+    ``tok``: the tokenizer (its pad id goes into the config; loaded with a profile).
     The score head is freshly initialised (normal, std 0.02) from ``seed``.
-    Returns the RM (on the SFT model's device, train mode); with a profile, returns (rm, tok).
+    Returns the RM on the SFT model's device, in train mode.
     """
     from .pipeline import load_sft
 
-    loaded = not hasattr(sft_model_or_profile, "transformer")
-    if loaded:
-        sft, tok = load_sft(sft_model_or_profile, progress=False)
+    if not hasattr(sft_model_or_profile, "transformer"):
+        sft, sft_tok = load_sft(sft_model_or_profile, progress=False)
+        tok = tok or sft_tok
     else:
         sft = sft_model_or_profile
     if tok is None:
@@ -121,8 +122,7 @@ def new_reward_model(sft_model_or_profile=None, tok=None, seed: int = 0):
         torch.manual_seed(seed)
         rm = GPT2ForSequenceClassification(config)
     rm.transformer.load_state_dict(sft.transformer.state_dict())
-    rm = rm.to(next(sft.parameters()).device).train()
-    return (rm, tok) if loaded else rm
+    return rm.to(next(sft.parameters()).device).train()
 
 
 def _ids_and_mask(batch):
@@ -564,7 +564,6 @@ def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> di
     from .pipeline import load_sft
 
     config = _config(profile, overrides or {})
-    rm_folder(profile, seed, config, progress=False)
     meta = cache.read_meta(rm_folder(profile, seed, config, progress=False))
     sft, tok = load_sft(profile, seed, progress=False)
     metrics = Evaluator(sft, tok, seed=seed, profile=profile)(sft)

@@ -429,7 +429,10 @@ def load_reward_model(profile=None, seed: int = 0, device=None, config: RMConfig
 # ---------------------------------------------------------------------------
 
 def bon_kl(n: int) -> float:
-    """Analytic KL(best-of-n || reference) = log n - (n - 1) / n (Stiennon et al. 2020)."""
+    """Analytic KL(best-of-n || reference) = log n - (n - 1) / n (Stiennon et al. 2020).
+
+    Exact when the n samples never tie; an upper bound otherwise (Beirami et al. 2024).
+    """
     if n < 1:
         raise ValueError(f"bon_kl: n must be >= 1, got {n}")
     return math.log(n) - (n - 1) / n

@@ -10,7 +10,7 @@
 #
 # **Prerequisites.** Lecture 00 (the review world, the gold judge, the SFT model $\pi_\text{ref}$, the shared evaluation). Logistic regression, log-likelihood, PyTorch autograd.
 #
-# **Run time.** `quick` profile (2-core CPU): about 90 s on an idle machine once the SFT model is cached (the first notebook you run trains it, about a minute more). This notebook trains the course's reward model in the open and stores it in the cache for lecture 03. `full` profile (one GPU): about a minute.
+# **Run time.** `quick` profile (2-core CPU): about 90 s on an idle machine (130 s measured on a busy, shared one) once the SFT model is cached (the first notebook you run trains it, about a minute more). This notebook trains the course's reward model in the open and stores it in the cache for lecture 03. `full` profile (one GPU): one to two minutes (more pairs, steps and prompts).
 
 # %% [markdown]
 # ## 1. Set-up
@@ -44,7 +44,7 @@ print(f"profile={profile.name}  device={device}\n{config}")
 # * **pairwise**: "which of these two is better?" Fast, intuitive, no scale at all. Most RLHF data is collected this way.
 # * **listwise**: "rank these K answers". Several comparisons at once, but harder work per task.
 #
-# Our world lets us *measure* the difference. Each simulated rater perceives a completion's quality as its gold score plus noise, $u = r^*(x, y) + \tau\,G$ with $G$ a standard Gumbel variable. Picking the larger of two perceptions is then **exactly** a Bradley-Terry choice with temperature $\tau$ (the Gumbel-max trick), and sorting $K$ perceptions is a Plackett-Luce ranking. A pointwise rater reports the same perception on their own 1-10 scale: $\mathrm{round}(5.5 + o_k + 3 s_k u)$, clipped to 1-10,, with a personal offset $o_k$ and spread $s_k$.
+# Our world lets us *measure* the difference. Each simulated rater perceives a completion's quality as its gold score plus noise, $u = r^*(x, y) + \tau\,G$ with $G$ a standard Gumbel variable. Picking the larger of two perceptions is then **exactly** a Bradley-Terry choice with temperature $\tau$ (the Gumbel-max trick), and sorting $K$ perceptions is a Plackett-Luce ranking. A pointwise rater reports the same perception on their own 1-10 scale: $\mathrm{round}(5.5 + o_k + 3 s_k u)$, clipped to 1-10, with a personal offset $o_k$ and spread $s_k$.
 
 # %%
 rng = np.random.default_rng(0)
@@ -79,9 +79,15 @@ assert np.max(np.abs(np.array(freq) - np.array(pred))) < 0.03
 clear = np.abs(gold[a] - gold[b]) > 0.2
 a, b = a[clear][:4000], b[clear][:4000]
 truth = gold[a] > gold[b]
-s_a, s_b = pointwise(gold[a], rng.integers(0, n_raters, len(a))), pointwise(gold[b], rng.integers(0, n_raters, len(b)))
+s_a = pointwise(gold[a], rng.integers(0, n_raters, len(a)))      # each item scored by a random rater
+s_b = pointwise(gold[b], rng.integers(0, n_raters, len(b)))
 acc = {"pointwise\n(different raters)": np.mean(np.where(s_a == s_b, 0.5, (s_a > s_b) == truth)),
        "pairwise\n(one choice)": np.mean((perceive(gold[a]) > perceive(gold[b])) == truth)}
+
+# %% [markdown]
+# Equal pointwise scores count as a coin flip. For listwise labels, a rater sorts four completions by perception; every one of the six pairs in the ranking is a label:
+
+# %%
 quad = rng.integers(0, len(gold), (2000, 4))
 ranks = np.argsort(np.argsort(-perceive(gold[quad]), axis=1), axis=1)   # 0 = ranked first
 i, j = np.triu_indices(4, 1)
@@ -91,7 +97,7 @@ acc["listwise\n(6 pairs per task)"] = np.mean(((ranks[:, i] < ranks[:, j]) == (g
 print({k.split()[0]: round(float(v), 3) for k, v in acc.items()})
 
 # %% [markdown]
-# Equal pointwise scores count as a coin flip. The picture: accuracy of each label type against the gold ordering, and the spread of the pointwise scores that 50 raters give **one and the same** review.
+# The picture: accuracy of each label type against the gold ordering, and the spread of the pointwise scores that 50 raters give **one and the same** review.
 
 # %%
 one = int(np.argmin(np.abs(gold - 0.6)))
@@ -213,7 +219,7 @@ print(type(rm).__name__, "| score head:", rm.score, "| num_labels =", rm.config.
 print("transformer copied from SFT:", torch.equal(rm.transformer.wte.weight, sft.transformer.wte.weight))
 
 # %% [markdown]
-# The score is read at the **last real token** of `<bos> prompt completion <eos>`, the only position that has seen the whole completion. Our batches are left-padded; HF's own classifier finds the last token by looking for pad ids, which breaks if a pad id appears elsewhere, so `R.score` finds it from the attention mask and passes position ids that skip the padding. The few lines that define it, checked against the library on a left-padded and a right-padded batch:
+# The score is read at the **last real token** of `<bos> prompt completion <eos>`, the only position that has seen the whole completion. Our batches are left-padded (best-of-N below even mixes left and right padding). HF's classifier takes the rightmost token that is not the pad id, and without position ids a left-padded row sees shifted positions; `R.score` finds the last token from the attention mask and passes position ids that skip the padding. The few lines that define it, checked against the library on a left-padded and a right-padded batch:
 
 # %%
 from alignlab.sampling import encode, position_ids
@@ -253,7 +259,7 @@ assert abs(step0["eval_loss"] - np.log(2)) < 0.05 and abs(step0["eval_accuracy"]
 # %% [markdown]
 # ## 7. Training the reward model
 #
-# `R.train_reward_model` runs the shared loop (`training.train`) with one step per minibatch of pairs: chosen and rejected go through the model in one batch, the loss is `bt_loss` plus a small centering term (section 9), then AdamW. Minibatches group pairs of similar length, which halves the padding the CPU computes. It logs the metrics defined at the top of `alignlab/rm.py`; held-out accuracy is measured every `eval_every` steps.
+# `R.train_reward_model` runs the shared loop (`training.train`) with one step per minibatch of pairs: chosen and rejected go through the model in one batch, the loss is `bt_loss` plus a small centering term (section 10), then AdamW. Minibatches group pairs of similar length, which halves the padding the CPU computes. It logs the metrics defined at the top of `alignlab/rm.py`; held-out accuracy is measured every `eval_every` steps.
 
 # %%
 history = R.train_reward_model(rm, tok, train_ds, config, eval_fn=eval_ds, seed=0)
@@ -290,7 +296,8 @@ assert rm_acc >= 0.80
 
 # %%
 prompts_e = list(eval_ds["prompt"])
-r_ch, r_rej = R.score_texts(rm, tok, prompts_e, list(eval_ds["chosen"])), R.score_texts(rm, tok, prompts_e, list(eval_ds["rejected"]))
+r_ch = R.score_texts(rm, tok, prompts_e, list(eval_ds["chosen"]))
+r_rej = R.score_texts(rm, tok, prompts_e, list(eval_ds["rejected"]))
 flip = np.random.default_rng(1).random(len(r_ch)) < 0.5
 pred = torch.sigmoid(torch.where(torch.tensor(flip), r_rej - r_ch, r_ch - r_rej)).numpy()
 first_chosen = ~flip
@@ -298,12 +305,13 @@ g_ch, g_rej = np.array(eval_ds["gold_chosen"]), np.array(eval_ds["gold_rejected"
 true_p = data.bt_probability(np.where(flip, g_rej, g_ch), np.where(flip, g_ch, g_rej), config.temperature)
 
 # %% [markdown]
-# The reliability diagram (a perfectly calibrated model lies on the diagonal):
+# The reliability diagram: a perfectly calibrated model lies on the diagonal. The title gives the ECE (expected calibration error: the mean distance from the diagonal, weighted by the pairs in each bin). With 512 held-out pairs a bin holds a few dozen pairs, so wiggles of about ±0.05 are noise.
 
 # %%
 edges = np.linspace(0, 1, 9)
 k = np.clip(np.digitize(pred, edges) - 1, 0, 7)
-rows = [(pred[k == b].mean(), first_chosen[k == b].mean(), true_p[k == b].mean(), (k == b).sum()) for b in range(8) if (k == b).sum() >= 5]
+rows = [(pred[k == b].mean(), first_chosen[k == b].mean(), true_p[k == b].mean(), (k == b).sum())
+        for b in range(8) if (k == b).sum() >= 5]
 mp, emp, tp, cnt = map(np.array, zip(*rows))
 ece = float(np.sum(cnt * np.abs(mp - emp)) / cnt.sum())
 plt.figure(figsize=(3.8, 3.4)); plt.plot([0, 1], [0, 1], c="grey", ls="--")
@@ -408,11 +416,11 @@ print(f"after centering: overall mean {centred.mean():+.1e}, every prompt's mean
 # %% [markdown]
 # ## 11. Best-of-N: the simplest policy that uses a reward model
 #
-# Sample $N$ completions from $\pi_\text{ref}$, keep the one the reward model likes best. No training at all, and a KL to the reference that is known exactly (Stiennon et al. 2020; for continuous rewards without ties):
+# Sample $N$ completions from $\pi_\text{ref}$, keep the one the reward model likes best. No training at all, and a KL to the reference known in closed form (Stiennon et al. 2020):
 #
 # $$ \mathrm{KL}(\pi_{\text{BoN}} \,\|\, \pi_\text{ref}) = \log N - \frac{N-1}{N}. $$
 #
-# Derivation check: the sample of rank $i$ among $M$ equally likely outcomes is kept with probability $(i/M)^N - ((i-1)/M)^N$; its exact KL tends to the formula.
+# It is exact when the $N$ samples never tie, and an upper bound otherwise (Beirami et al. 2024). Our short reviews do repeat now and then, so the true KL is a little smaller than the formula. Derivation check: with $M$ equally likely, distinct outcomes, the one of rank $i$ is kept with probability $(i/M)^N - ((i-1)/M)^N$, and the exact KL of that distribution matches the formula.
 
 # %%
 M = 100_000

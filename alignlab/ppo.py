@@ -37,6 +37,7 @@ iteration's training samples; update metrics are means over all minibatches of a
                          (rho - 1) - log rho; 0 at the first minibatch; healthy < ~0.02
 ``ratio_mean``           mean of rho = pi_new / pi_old over tokens; 1 at the first minibatch
 ``vf_clipfrac``          fraction of tokens where the clipped value error is selected
+``grad_norm``            total gradient norm before clipping to ``max_grad_norm``
 ``explained_variance``   1 - Var(R - V_old) / Var(R) over the rollout's tokens: how well the
                          value head predicted the returns before the update (1 = perfect,
                          0 = a constant would do as well, < 0 = worse)
@@ -65,6 +66,7 @@ import torch
 
 from . import world
 from .config import override
+from .evaluation import gold_scores, validity
 from .losses import (AdaptiveKLController, FixedKLController, compute_gae, explained_variance,
                      masked_mean, ppo_clip_loss, value_loss_clipped, whiten)
 from .models import Profile, get_device, seed_everything
@@ -262,9 +264,7 @@ def ppo_update(policy: PolicyWithValue, opt, ro: Rollout, config: PPOConfig,
 def rollout_metrics(ro: Rollout, beta: float, rm_fn=None, config: PPOConfig | None = None) -> dict:
     """Means over one rollout's samples: score, rm_reward, gold, valid rate, KL, length."""
     b = ro.batch
-    gold = world.gold_rewards(b.prompts, b.completions, b.finished)
-    valid = [f and world.is_valid(world.join(p, c))
-             for p, c, f in zip(b.prompts, b.completions, b.finished)]
+    gold, valid = gold_scores(b), validity(b)
     stats = ro.stats()
     kl_tok = masked_mean(ro.logprobs - ro.ref_logprobs, ro.mask).item()
     out = {"score": stats["score"], "rollout_gold": float(np.mean(gold)),

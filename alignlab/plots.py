@@ -15,13 +15,15 @@ PANELS = [
 
 
 def dashboard(*histories, title: str | None = None, extra: tuple[str, ...] = (),
-              x_label: str = "step", figsize_per_panel: float = 3.4):
+              x_label: str = "step", figsize_per_panel: float = 3.4, kl_label: str | None = None):
     """Plot the shared metrics (and any ``extra`` ones) of one or more runs side by side.
 
     ``histories``: ``training.History`` objects; each becomes one line per panel,
-    labelled with its name. Returns the matplotlib figure.
+    labelled with its name. ``kl_label`` replaces the KL panel's title when the KL
+    is not the sampled k1 estimate (e.g. best-of-N's analytic KL). Returns the figure.
     """
-    panels = PANELS + [(k, k) for k in extra]
+    panels = [(k, kl_label if k == "kl" and kl_label else label) for k, label in PANELS]
+    panels += [(k, k) for k in extra]
     fig, axes = plt.subplots(1, len(panels), figsize=(figsize_per_panel * len(panels), 3.2))
     for ax, (key, label) in zip(axes, panels):
         for h in histories:

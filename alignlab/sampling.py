@@ -40,8 +40,9 @@ class Batch:
         return len(self.prompts)
 
 
-def _words(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+def _words(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, tokenized in one batched call (no special tokens)."""
+    return tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
 
 
 def encode(tokenizer, prompts: list[str], completions: list[str], add_eos: bool = True,
@@ -55,10 +56,10 @@ def encode(tokenizer, prompts: list[str], completions: list[str], add_eos: bool 
             raise TypeError(f"encode: every item of {name} must be a str, got "
                             f"{type(bad[0]).__name__} ({bad[0]!r})")
     rows, comp_lens = [], []
-    for p, c in zip(prompts, completions):
-        comp = _words(tokenizer, c) + ([tokenizer.eos_token_id] if add_eos else [])
-        rows.append([tokenizer.bos_token_id] + _words(tokenizer, p) + comp)
-        comp_lens.append(len(comp))
+    eos = [tokenizer.eos_token_id] if add_eos else []
+    for p, c in zip(_words(tokenizer, prompts), _words(tokenizer, completions)):
+        rows.append([tokenizer.bos_token_id] + p + c + eos)
+        comp_lens.append(len(c) + len(eos))
     T = max(map(len, rows))
     ids = torch.full((len(rows), T), tokenizer.pad_token_id, dtype=torch.long)
     attn = torch.zeros((len(rows), T), dtype=torch.long)

@@ -62,7 +62,7 @@ def train(policy, step_fn: Callable[[int], dict], n_steps: int, evaluator=None,
                 "or NaN inputs. The last finite metrics are in the history.")
         history.log(step, **metrics)
         if evaluator is not None and (step % eval_every == 0 or step == n_steps):
-            history.log(step, **evaluator(policy))
-            bar.set_postfix(gold=f"{history.last('gold_reward'):.3f}",
-                            kl=f"{history.last('kl'):.2f}")
+            row = evaluator(policy)
+            history.log(step, **row)
+            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("gold_reward", "kl") if k in row})
     return history

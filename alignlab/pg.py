@@ -58,7 +58,7 @@ from . import world
 from .config import override
 from .losses import compute_gae, explained_variance, masked_mean, whiten
 from .models import Profile, get_device, seed_everything
-from .rl import PolicyWithValue, Rollout, gold_reward_fn, rollout
+from .rl import PolicyWithValue, Rollout, gold_reward_fn, new_policy, rollout  # noqa: F401 (new_policy: re-exported for notebooks)
 from .sampling import token_logprobs
 from .training import History, train
 
@@ -290,22 +290,6 @@ def train_pg(policy: PolicyWithValue, ref, tok, prompts: list[str], config: PGCo
     history = History(name or f"pg-{config.baseline}")
     return train(policy.lm, step_fn, config.steps, evaluator, config.eval_every, history,
                  desc=history.name, progress=progress)
-
-
-def new_policy(sft_lm, critic: str = "shared") -> PolicyWithValue:
-    """A trainable copy of the SFT model with a fresh (zero) value head.
-
-    ``critic``: "shared" (the value head on the policy's trunk) or "separate" (the value
-    head on its own copy of the SFT transformer).
-    """
-    if critic not in ("shared", "separate"):
-        raise ValueError(f"new_policy: `critic` must be 'shared' or 'separate', got {critic!r}")
-    lm = copy.deepcopy(sft_lm)
-    lm.train()
-    for p in lm.parameters():
-        p.requires_grad_(True)
-    trunk = copy.deepcopy(lm.transformer) if critic == "separate" else None
-    return PolicyWithValue(lm, value_trunk=trunk).to(next(sft_lm.parameters()).device)
 
 
 # ---------------------------------------------------------------------------

@@ -57,7 +57,6 @@ iteration's training samples; update metrics are means over all minibatches of a
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -70,7 +69,7 @@ from .evaluation import gold_scores, validity
 from .losses import (AdaptiveKLController, FixedKLController, compute_gae, explained_variance,
                      masked_mean, ppo_clip_loss, value_loss_clipped, whiten)
 from .models import Profile, get_device, seed_everything
-from .rl import PolicyWithValue, Rollout, gold_reward_fn, rollout
+from .rl import PolicyWithValue, Rollout, gold_reward_fn, new_policy, rollout  # noqa: F401 (new_policy re-exported)
 from .training import History, train
 
 REWARDS = ("rm", "gold")
@@ -160,14 +159,6 @@ class PPOConfig:
 # ---------------------------------------------------------------------------
 # 1. Policy, reward functions, controller
 # ---------------------------------------------------------------------------
-
-def new_policy(sft_lm) -> PolicyWithValue:
-    """A trainable copy of the SFT model with a fresh (zero-initialised) value head."""
-    lm = copy.deepcopy(sft_lm)
-    for p in lm.parameters():
-        p.requires_grad_(True)
-    return PolicyWithValue(lm).to(next(sft_lm.parameters()).device).train()
-
 
 def rm_reward_fn(rm, tok):
     """The learned reward model as a ``reward_fn(prompts, completions, finished) -> list``.

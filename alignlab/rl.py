@@ -47,6 +47,7 @@ mask)`` then takes the value after the last real token to be 0 (the episode ende
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -282,3 +283,19 @@ def gold_reward_fn(prompts: list[str], completions: list[str], finished: list[bo
     from . import world
 
     return world.gold_rewards(prompts, completions, finished)
+
+
+def new_policy(sft_lm, critic: str = "shared") -> PolicyWithValue:
+    """A trainable copy of the SFT model with a fresh (zero) value head.
+
+    ``critic``: "shared" (the value head on the policy's trunk) or "separate" (the value
+    head on its own copy of the SFT transformer).
+    """
+    if critic not in ("shared", "separate"):
+        raise ValueError(f"new_policy: `critic` must be 'shared' or 'separate', got {critic!r}")
+    lm = copy.deepcopy(sft_lm)
+    lm.train()
+    for p in lm.parameters():
+        p.requires_grad_(True)
+    trunk = copy.deepcopy(lm.transformer) if critic == "separate" else None
+    return PolicyWithValue(lm, value_trunk=trunk).to(next(sft_lm.parameters()).device).train()

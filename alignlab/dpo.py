@@ -368,15 +368,18 @@ def dpo_metrics(loss, chosen_rewards, rejected_rewards, policy_chosen, policy_re
 
 def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluator=None,
               eval_every: int | None = None, progress: bool = True,
-              name: str | None = None) -> History:
+              name: str | None = None, loss_fn=None) -> History:
     """Train ``policy`` in place with the DPO loss on ``pairs``; return its History.
 
     ``policy``: the model being trained (start it as a deep copy of the SFT model);
     ``ref``: the frozen reference (the SFT model): its log-probs are computed once, in
     eval mode, under ``torch.no_grad``. ``pairs``: a dataset with prompt/chosen/rejected.
     Batches walk through the pairs in a seeded random order, epoch after epoch.
+    ``loss_fn``: a function with ``losses.dpo_loss``'s signature and return value
+    (the default); the graded exercises pass the student's own.
     """
     config = config or DPOConfig()
+    loss_fn = loss_fn or dpo_loss
     data.validate_preferences(pairs, "paired")
     if policy is ref:
         raise ValueError("train_dpo: `policy` and `ref` are the same object; the policy must be "
@@ -402,7 +405,7 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
         batch = select_rows(full, _pair_rows(idx, n))
         logps = completion_logps(policy, batch, config.average_logps)
         pc, pr = logps[:len(idx)], logps[len(idx):]
-        loss, rc, rr = dpo_loss(pc, pr, ref_chosen[idx], ref_rejected[idx], config.beta)
+        loss, rc, rr = loss_fn(pc, pr, ref_chosen[idx], ref_rejected[idx], config.beta)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)

@@ -114,55 +114,30 @@ if ready("dpo_loss", dpo_loss):
 # %% [markdown]
 # ## 3. Train the tiny GPT-2 with your loss
 #
-# Now the real thing. The reference is the SFT model; the policy starts as a copy of it. Preference pairs are two SFT samples per training prompt, labelled by the course's noisy Bradley-Terry annotator (`data.sample_pairs`). For a short run we keep the pairs the gold judge separates clearly (a gold gap of at least 0.3): pairs of near-equal completions are mostly annotator noise.
+# Now the real thing. The reference is the SFT model; the policy starts as a copy of it. Preference pairs are two SFT samples per training prompt, labelled by the course's noisy Bradley-Terry annotator, exactly as in lecture 04 (`dpo.make_pairs`).
 
 # %%
-from alignlab import data, pipeline, world
+from alignlab import dpo, pipeline
 from alignlab.evaluation import Evaluator
-from alignlab.models import get_profile, seed_everything
+from alignlab.models import get_profile
 from alignlab.plots import dashboard
-from alignlab.sampling import encode, sequence_logprobs
-from alignlab.training import History, train
 
 profile = get_profile()
 sft, tok = pipeline.load_sft(profile)
-pairs = data.sample_pairs(sft, tok, world.make_prompts(1024, "train", seed=1), temperature=0.1, seed=0)
-pairs = pairs.filter(lambda row: abs(row["gold_chosen"] - row["gold_rejected"]) >= 0.3)
+config = dpo.DPOConfig.for_profile(profile)  # lecture 04's defaults
+pairs = dpo.make_pairs(sft, tok, config)
 print(len(pairs), "pairs; e.g.", pairs[0]["prompt"], "|", pairs[0]["chosen"], "≻", pairs[0]["rejected"])
 
 # %% [markdown]
-# The reference never changes, so its log-probs are computed once. Each training step scores a random batch of 64 pairs under the policy and applies **your** `dpo_loss`. The shared `train` loop evaluates the policy every 10 steps on held-out prompts.
-
-# %%
-cols = pairs.to_dict()                                       # plain Python lists: fast to index
-P, C, R = cols["prompt"], cols["chosen"], cols["rejected"]
-device = next(sft.parameters()).device
-
-def logps(model, rows, completions):
-    """(len(rows),) summed log-probs of the given completions of pairs `rows` under `model`."""
-    batch = encode(tok, [P[j] for j in rows], [completions[j] for j in rows], device=device)
-    return sequence_logprobs(model, batch)
-
-with torch.no_grad():
-    ref_c, ref_r = logps(sft, range(len(P)), C), logps(sft, range(len(P)), R)
-evaluator = Evaluator(sft, tok, profile=profile)
-
-def make_step(policy, beta=0.1, lr=5e-4, batch_size=64):
-    opt, gen = torch.optim.Adam(policy.parameters(), lr=lr), torch.Generator().manual_seed(0)
-    def step_fn(step):
-        i = torch.randint(0, len(P), (batch_size,), generator=gen).tolist()
-        loss, chosen_r, rejected_r = dpo_loss(logps(policy, i, C), logps(policy, i, R), ref_c[i], ref_r[i], beta)
-        opt.zero_grad(); loss.backward(); opt.step()
-        return {"loss": loss.item(), "reward_margin": (chosen_r - rejected_r).mean().item()}
-    return step_fn
+# Lecture 04's training loop (`dpo.train_dpo`: reference log-probs computed once, batches of 64 pairs, warm-up and decay, gradient clipping) takes the loss function as an argument. Here it gets **yours**. The shared `train` loop evaluates the policy on held-out prompts along the way.
 
 # %%
 if ready("dpo_loss", dpo_loss):
-    seed_everything(0)
-    policy = copy.deepcopy(sft).train()
-    history = train(policy, make_step(policy), n_steps=40, evaluator=evaluator, eval_every=10,
-                    history=History("DPO with your loss, β = 0.1"))
-    dashboard(history, extra=("loss", "reward_margin")); plt.show()
+    policy = copy.deepcopy(sft)
+    evaluator = Evaluator(sft, tok, profile=profile)
+    history = dpo.train_dpo(policy, sft, tok, pairs, config, evaluator, eval_every=10, loss_fn=dpo_loss,
+                            name=f"DPO with your loss, β = {config.beta:g}")
+    dashboard(history, extra=("loss", "rewards/margins")); plt.show()
     print({k: round(history.rows[0][k], 3) for k in history.final()}, "->", history.final())
 
 # %% [markdown]

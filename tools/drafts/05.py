@@ -321,21 +321,24 @@ assert abs(kto_pairs_hist.last("win_rate") - dpo_hist.last("win_rate")) < 0.1   
 # %% [markdown]
 # ### 6.2 Imbalance: 90% of the desirable examples dropped
 #
-# In real feedback the two classes are rarely balanced. The paper drops up to 90% of the desirable examples and raises $\lambda_D$ to keep the ratio in $[1, 4/3]$. We do the same to our thumbs data, and also run it *without* raising $\lambda_D$:
+# In real feedback the two classes are rarely balanced. The paper drops up to 90% of the desirable examples and raises $\lambda_D$ to keep the ratio in $[1, 4/3]$. We do the same to our thumbs data, and also run it *without* raising $\lambda_D$.
+#
+# One practical change: with 10% of the desirable examples left, a batch of 128 holds only about a dozen of them, each weighted $\lambda_D \approx 14$, so the gradient is noisy. This run uses batches of 256 and $\beta = 2$ (a steeper value function, which saturates sooner on examples already pushed far). With the default batch and $\beta$ the run sometimes drifted into invalid text: we measured valid rates of 0.81 to 0.95 on SFT models trained with 1 and 2 CPU threads, whose numbers differ slightly.
 
 # %%
 dropped = kto.keep_desirable(feedback, 0.1, seed=config.seed)
 lambda_drop = round(kto.balanced_lambda_d(dropped), 3)
 print(f"kept {sum(dropped['label'])} of {n_d} desirable, all {n_u} undesirable: "
       f"desirable fraction {kto.desirable_fraction(dropped):.3f}, balanced lambda_d = {lambda_drop}")
-drop_hist = kto.train_kto(copy.deepcopy(ref), ref, tok, dropped, dataclasses.replace(config, lambda_d=lambda_drop),
+drop_config = dataclasses.replace(config, lambda_d=lambda_drop, batch_size=256, beta=2.0)
+drop_hist = kto.train_kto(copy.deepcopy(ref), ref, tok, dropped, drop_config,
                           evaluator, name=f"KTO, 90% desirable dropped, λ_D={lambda_drop:.3g}")
 
 # %% [markdown]
 # The same data with $\lambda_D$ left at its balanced-data value (a shorter run: it does not need long to go wrong; the library warns, as TRL does):
 
 # %%
-plain_hist = kto.train_kto(copy.deepcopy(ref), ref, tok, dropped, dataclasses.replace(config, steps=30, eval_every=15),
+plain_hist = kto.train_kto(copy.deepcopy(ref), ref, tok, dropped, dataclasses.replace(drop_config, lambda_d=config.lambda_d, steps=30, eval_every=15),
                            evaluator, name=f"KTO, 90% desirable dropped, λ_D={config.lambda_d:.3g}")
 dashboard(kto_hist, drop_hist, plain_hist, title="dropping 90% of the desirable examples", extra=("rewards/undesirable",)); plt.show()
 print("λ_D raised:", drop_hist.final(), "\nλ_D not raised:", plain_hist.final())
@@ -377,7 +380,7 @@ plt.tight_layout(); plt.show()
 # Read against the paper. A win-rate on 128 held-out prompts has a standard error of about 0.04, so differences under about 0.05 are noise; the settings were checked on three seeds (0, 1, 2), and the statements below held on all three.
 #
 # * **"KTO matches or beats DPO on the same data."** Matches, does not beat: on the same pairs, unpaired, KTO lands level with DPO or a little below it (0 to 0.03 on the three seeds), within the noise. Our annotator's labels are fairly clean, and the paper's case for KTO is strongest with noisy, intransitive human data.
-# * **"KTO handles extreme imbalance: 90% fewer desirable examples, with $\lambda_D$ raised."** Holds in part: with a tenth of the thumbs-up it still clearly beats the SFT model (win-rate 0.70-0.73 on the three seeds), but it is 7-9 points below the full-data run and below DPO on the full pairs, so "matching DPO" does not hold at this scale. And it works only because $\lambda_D$ was raised: without it the policy collapses within a few dozen steps.
+# * **"KTO handles extreme imbalance: 90% fewer desirable examples, with $\lambda_D$ raised."** Holds in part: with a tenth of the thumbs-up it still clearly beats the SFT model (win-rate 0.67-0.68 with the settings above, on SFT models trained with 1 and with 2 CPU threads), but it is about 10 points below the full-data run and below DPO on the full pairs, so "matching DPO" does not hold at this scale. And it works only because $\lambda_D$ was raised: without it the policy collapses within a few dozen steps.
 # * **"KTO does not need pairs: one completion per prompt is enough."** Holds: half the data and no pairs give about the same win-rate as KTO on the full pairs.
 # * **"Offline PPO with dummy +1/-1 rewards is a surprisingly good baseline."** Not reliably, here: on this seed it learns something, on the two others it barely beats the SFT model or loses to it, and its valid rate falls (section 3). KTO on the same thumbs data is far ahead on every seed.
 # * **"$z_0$, a KL estimate, is the reference point."** Does not play out here: with data sampled from $\pi_\text{ref}$ the mismatched estimate is about $-\mathrm{KL}(\pi_\text{ref}\|\pi_\theta) \le 0$ and the clamp keeps $z_0 = 0$ all along. What keeps our runs stable is the balance of $\lambda_D n_D$ against $\lambda_U n_U$ (and a small enough learning rate), not the reference point.

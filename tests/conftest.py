@@ -1,35 +1,10 @@
-"""Shared fixtures, and a per-notebook timing table at the end of the run.
-
-nbval turns each notebook cell into a test item; ``--durations`` then lists
-cells. The table below adds them up per notebook, which is the number the
-course's time budgets are about.
-"""
+"""Shared fixtures of the unit tests (the root conftest.py times the notebooks)."""
 
 from __future__ import annotations
 
-import collections
 import os
 
 import pytest
-
-# Kernels started by nbval inherit this: widgets draw their default statically (alignlab.widgets).
-os.environ.setdefault("ALIGNLAB_HEADLESS", "1")
-
-_NOTEBOOK_SECONDS: dict[str, float] = collections.defaultdict(float)
-
-
-def pytest_runtest_logreport(report):
-    path = report.nodeid.split("::")[0]
-    if path.endswith(".ipynb"):
-        _NOTEBOOK_SECONDS[path] += report.duration
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not _NOTEBOOK_SECONDS:
-        return
-    terminalreporter.section("notebook wall time (sum of cells, setup included)")
-    for path, seconds in sorted(_NOTEBOOK_SECONDS.items()):
-        terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
 
 
 @pytest.fixture(scope="session")

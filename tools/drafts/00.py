@@ -9,7 +9,7 @@
 #
 # **Prerequisites.** Python, PyTorch basics (tensors, `backward`), what a language model's next-token distribution is.
 #
-# **Run time.** `quick` profile (2-core CPU): about 60 s on a fresh machine (it trains and caches the models), about 20 s afterwards. `full` profile (one GPU): under a minute.
+# **Run time.** `quick` profile (2-core CPU): 54 s on a fresh machine (it trains and caches the base and SFT models), 19 s afterwards (measured under nbval, `pytest notebooks/00_pipeline.ipynb`, on an idle 2-core machine). `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 
 # %% [markdown]
 # ## 1. Set-up

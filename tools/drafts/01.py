@@ -10,7 +10,7 @@
 #
 # **Prerequisites.** Lecture 00 (the review world, the gold judge, the SFT model $\pi_\text{ref}$, the shared evaluation). Logistic regression, log-likelihood, PyTorch autograd.
 #
-# **Run time.** `quick` profile (2-core CPU): about 90 s on an idle machine (130 s measured on a busy, shared one) once the SFT model is cached (the first notebook you run trains it, about a minute more). This notebook trains the course's reward model in the open and stores it in the cache for lecture 03. `full` profile (one GPU): one to two minutes (more pairs, steps and prompts).
+# **Run time.** `quick` profile (2-core CPU): 57 s once the SFT model is cached (the first notebook you run trains it, about 35 s more); this includes training the course's reward model in the open, which is then cached for lecture 03. Measured under nbval on an idle 2-core machine. `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 
 # %% [markdown]
 # ## 1. Set-up

@@ -11,7 +11,7 @@
 #
 # **Prerequisites.** Lecture 00 (the review world, the gold judge, the shared evaluation). Expectations, gradients, `torch.autograd`.
 #
-# **Run time.** `quick` profile (2-core CPU, SFT model cached): about 45 s (measured: 42 s at load 3, 85-95 s at load 5 on a 2-core machine shared with other jobs). `full` profile (one GPU): about a minute.
+# **Run time.** `quick` profile (2-core CPU, SFT model cached): 25 s (measured under nbval on an idle 2-core machine). `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 #
 # **On purpose**, this lecture optimises the **gold judge itself**. Real RLHF optimises a *learned* reward model (lecture 03); here the reward is perfect, so everything that goes right or wrong is the RL machinery's doing.
 

@@ -10,7 +10,7 @@
 #
 # **Prerequisites.** Lecture 01 (the Bradley-Terry reward model, cached) and lecture 02 (policy gradients, value head, GAE).
 #
-# **Run time.** `quick` profile (2-core CPU): about 1.5 minutes with the SFT and reward models cached (measured 99 s on a shared, busy machine; lectures 00 and 01 cache the models, otherwise they are trained first, about 3 more minutes). Four PPO runs of 40 iterations take most of it. `full` profile (one GPU): a few minutes.
+# **Run time.** `quick` profile (2-core CPU): 41 s with the SFT and reward models cached (measured under nbval on an idle 2-core machine; lectures 00 and 01 cache them, otherwise they are trained first, about 1.5 minutes more). Four PPO runs of 40 iterations take most of it. `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 
 # %% [markdown]
 # ## 1. Set-up

@@ -9,7 +9,7 @@
 #
 # **Prerequisites.** Lecture 01 (Bradley-Terry model and loss, preference pairs), lecture 03's RLHF objective (a reward minus $\beta$ times a KL). KL divergence, softmax, PyTorch autograd.
 #
-# **Run time.** `quick` profile (2-core CPU): about 100 s once the SFT model is cached (measured on a busy machine; the first notebook you run also trains the SFT model, about a minute more). Four DPO runs of 60 steps make most of it. `full` profile (one GPU): about a minute.
+# **Run time.** `quick` profile (2-core CPU): 26 s once the SFT model is cached (measured under nbval on an idle 2-core machine; the first notebook you run also trains the SFT model, about 35 s more). Four DPO runs of 60 steps make most of it. `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 
 # %% [markdown]
 # ## 1. Set-up

@@ -10,7 +10,7 @@
 #
 # **Prerequisites.** Lecture 03 (PPO-clip: ratio, advantage, clip), lecture 04 (DPO: implicit reward $\beta\log\pi/\pi_\text{ref}$, the sigmoid loss). The source is Ethayarajh et al. 2024, *KTO: Model Alignment as Prospect Theoretic Optimization*.
 #
-# **Run time.** `quick` profile (2-core CPU): about 75 s once the SFT model is cached (measured under nbval on a shared, busy 2-core machine; the first notebook you run also trains the SFT model, about a minute more). Seven short training runs make most of it. `full` profile (one GPU): about a minute.
+# **Run time.** `quick` profile (2-core CPU): 59 s once the SFT model is cached (measured under nbval on an idle 2-core machine; the first notebook you run also trains the SFT model, about 35 s more). Seven short training runs make most of it. `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 
 # %% [markdown]
 # ## 1. Set-up

@@ -60,7 +60,7 @@ from .config import override
 from .losses import dpo_loss
 from .models import Profile, get_profile, seed_everything
 from .sampling import Batch, encode, token_logprobs
-from .training import History, train
+from .training import History, train, warmup_then_decay
 
 # ---------------------------------------------------------------------------
 # 1. The discrete problem: one prompt, K responses, everything exact.
@@ -395,9 +395,7 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
     order = torch.cat([torch.randperm(len(pairs), generator=gen)
                        for _ in range(math.ceil(config.steps * config.batch_size / len(pairs)))])
     opt = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
-    warmup = max(1, config.steps // 10)  # linear warm-up, then linear decay to 0 (TRL's default)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (config.steps - s) / (config.steps - warmup + 1))))
+    sched = warmup_then_decay(opt, config.steps // 10, config.steps)
     policy.train()
 
     def step_fn(step: int) -> dict:

@@ -69,7 +69,7 @@ from .losses import (kto_lambdas_in_recommended_range, kto_loss, kto_recommended
                      mismatched_indices, ppo_clip_loss)
 from .models import Profile, get_device, seed_everything
 from .sampling import Batch, encode, sample, sequence_logprobs, token_logprobs
-from .training import History, train
+from .training import History, train, warmup_then_decay
 
 
 @dataclass
@@ -309,10 +309,7 @@ def _setup(policy, ref, lr, warmup_steps, steps):
     policy.requires_grad_(True)  # a deepcopy of a frozen model would be frozen too
     policy.train()
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    w = max(1, warmup_steps)  # linear warm-up, then linear decay to 0 (TRL's default schedule)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / w, max(0.0, (steps - s) / max(1, steps - w + 1))))
-    return opt, sched
+    return opt, warmup_then_decay(opt, warmup_steps, steps)
 
 
 def _encode_rows(tok, ds, rows, device) -> tuple[Batch, torch.Tensor]:

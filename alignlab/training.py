@@ -12,7 +12,18 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import torch
 from tqdm.auto import tqdm
+
+
+def warmup_then_decay(opt, warmup: int, steps: int):
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``steps`` (TRL's default).
+
+    The multiplier of step s (0-based) is min((s + 1) / warmup, (steps - s) / (steps - warmup + 1)).
+    """
+    w = max(1, warmup)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / w, max(0.0, (steps - s) / max(1, steps - w + 1))))
 
 
 class History:

@@ -1,7 +1,7 @@
 """Root pytest configuration: applies to unit tests and to the notebooks nbval runs.
 
 * Kernels started by nbval inherit ``ALIGNLAB_HEADLESS=1``: widgets draw their
-  default statically (``alignlab.widgets``).
+  default statically (``alignlab.course.widgets``).
 * nbval turns each notebook cell into a test item, so ``--durations`` lists cells;
   the table printed at the end adds them up per notebook, the number the course's
   time budgets are about.

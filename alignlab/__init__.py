@@ -8,4 +8,6 @@ from transformers.utils import logging as _hf_logging
 _hf_logging.set_verbosity_error()
 _hf_logging.disable_progress_bar()
 
-from .course import report  # noqa: E402  (the one call every notebook ends with)
+from .course.runner import report  # noqa: E402  (the one call every notebook ends with)
+
+__all__ = ["report"]

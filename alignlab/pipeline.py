@@ -23,6 +23,7 @@ from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast, get_cosine_sc
 
 from . import cache, world
 from .models import Profile, get_device, get_profile, new_lm, seed_everything, settings_dict
+from .registry import Method
 from .sampling import encode, token_logprobs
 from .tokenizer import train_tokenizer
 from .training import History, train
@@ -162,3 +163,8 @@ def run_sft(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
     model, tok = load_sft(profile, seed, progress=False)
     evaluator = Evaluator(model, tok, seed=seed, profile=profile)
     return {k: round(v, 4) for k, v in evaluator(model).items()}
+
+
+METHOD = Method(
+    name="sft", description="pretrain + supervised fine-tune the tiny GPT-2 (the reference policy)",
+    config=None, run=run_sft, lecture="00_pipeline")

@@ -31,13 +31,73 @@ class Batch:
     finished: list[bool]
     """True where the completion ended with ``<eos>`` (a truncated review is not)."""
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         return Batch(self.input_ids.to(device), self.attention_mask.to(device),
                      self.completion_mask.to(device), self.prompts, self.completions,
                      self.finished)
 
     def __len__(self) -> int:
         return len(self.prompts)
+
+    def take(self, rows) -> Batch:
+        """The rows ``rows`` of the batch, in that order (tensors stay on their device)."""
+        rows = [int(i) for i in rows]
+        t = torch.tensor(rows, dtype=torch.long, device=self.input_ids.device)
+        return Batch(self.input_ids[t], self.attention_mask[t], self.completion_mask[t],
+                     [self.prompts[i] for i in rows], [self.completions[i] for i in rows],
+                     [self.finished[i] for i in rows])
+
+    def trim(self) -> Batch:
+        """The batch without the columns that are padding in every row (left or right).
+
+        With position ids from the attention mask, log-probs and rewards are unchanged.
+        """
+        keep = self.attention_mask.bool().any(0)
+        if bool(keep.all()):
+            return self
+        cols = keep.nonzero().flatten()
+        first, last = int(cols[0]), int(cols[-1]) + 1
+        return Batch(self.input_ids[:, first:last], self.attention_mask[:, first:last],
+                     self.completion_mask[:, first:last], self.prompts, self.completions,
+                     self.finished)
+
+    @staticmethod
+    def concat(batches: list[Batch], pad_token_id: int) -> Batch:
+        """Stack batches of different widths into one; narrower ones are padded on the right.
+
+        Right padding after left-padded rows is harmless: it is masked out of attention,
+        of every loss (``completion_mask`` 0) and of ``last_token_index``.
+        """
+        if not batches:
+            raise ValueError("Batch.concat: got no batches")
+        T = max(b.input_ids.shape[1] for b in batches)
+
+        def pad(x, value):
+            return F.pad(x, (0, T - x.shape[1]), value=value)
+
+        return Batch(torch.cat([pad(b.input_ids, pad_token_id) for b in batches]),
+                     torch.cat([pad(b.attention_mask, 0) for b in batches]),
+                     torch.cat([pad(b.completion_mask, 0) for b in batches]),
+                     [p for b in batches for p in b.prompts],
+                     [c for b in batches for c in b.completions],
+                     [f for b in batches for f in b.finished])
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) column of the last 1 in each row of ``mask`` (B, T), for left or right padding.
+
+    ``mask`` is an attention mask (the last real token: where a reward model reads its
+    score) or a completion mask (the last completion token: where a sequence-level
+    reward lands). A row with no 1 is an error that names it.
+    """
+    m = mask.bool()
+    if not m.any(-1).all():
+        row = int((~m.any(-1)).nonzero()[0])
+        raise ValueError(f"last_token_index: `mask` row {row} has no 1 (all 0). Likely cause: "
+                         "the prompt mask was passed, or an empty completion was encoded "
+                         "without <eos>, or a row has no real token at all.")
+    T = m.shape[1]
+    return T - 1 - m.flip(-1).long().argmax(-1)
 
 
 def _words(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -92,10 +152,17 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return F.pad(lp, (1, 0))
 
 
-def sequence_logprobs(model, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
-    """(B,) summed log-probs of each completion (its ``<eos>`` included)."""
+def sequence_logprobs(model, batch: Batch, temperature: float = 1.0,
+                      average: bool = False) -> torch.Tensor:
+    """(B,) summed log pi(y|x) over each completion's tokens (its ``<eos>`` included).
+
+    ``average=True`` divides by the completion's length (the mean token log-prob, the
+    length-normalised variant lecture 04 shows as a pitfall of DPO).
+    """
     lp = token_logprobs(model, batch.input_ids, batch.attention_mask, temperature)
-    return (lp * batch.completion_mask).sum(-1)
+    mask = batch.completion_mask.to(lp.dtype)
+    total = (lp * mask).sum(-1)
+    return total / mask.sum(-1) if average else total
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ and evaluates the policy with the shared ``Evaluator`` at step 0, every
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm

@@ -22,7 +22,7 @@ import functools
 import hashlib
 import json
 import random
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 

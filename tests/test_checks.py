@@ -1,4 +1,4 @@
-"""The hidden tests behind the exercise notebooks' check cells (alignlab.checks).
+"""The hidden tests behind the exercise notebooks' check cells (alignlab.course.checks).
 
 Every check must pass on the solutions, fail cleanly ("not attempted") on the generated
 stubs, and fail on typical wrong implementations with a hint that names the mistake.
@@ -15,8 +15,8 @@ import nbformat
 import pytest
 import torch
 
-from alignlab import checks
-from alignlab.checks import CHECKS, EXERCISE_SETS, check, max_points, run_check, summary
+from alignlab.course import checks
+from alignlab.course.checks import CHECKS, EXERCISE_SETS, check, max_points, run_check, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))

@@ -1,4 +1,4 @@
-"""Tests for alignlab.dpo: the derivation on a discrete problem, and DPO on the real GPT-2.
+"""Tests for alignlab.methods.dpo: the derivation on a discrete problem, and DPO on the real GPT-2.
 
 The pure loss (equality with TRL, gradients, step-0 ln 2 on random tensors, finiteness for
 huge gaps) is tested in test_losses.py; here: every step of the derivation checked on an
@@ -14,9 +14,10 @@ import pytest
 import torch
 from datasets import Dataset
 
-from alignlab import dpo
 from alignlab.config import override
 from alignlab.losses import dpo_loss
+from alignlab.methods import dpo
+from alignlab.sampling import sequence_logprobs
 
 # ---------------------------------------------------------------------------
 # The derivation, on a discrete problem (one prompt, six responses)
@@ -144,7 +145,7 @@ def test_step0_on_the_sft_model_gives_ln2_and_zero_margins(sft):
     policy = copy.deepcopy(ref).eval()
     batch = dpo.encode_pairs(tok, PAIRS["prompt"], PAIRS["chosen"], PAIRS["rejected"])
     with torch.no_grad():
-        lp, lp_ref = dpo.completion_logps(policy, batch), dpo.completion_logps(ref, batch)
+        lp, lp_ref = sequence_logprobs(policy, batch), sequence_logprobs(ref, batch)
     n = len(PAIRS)
     loss, rc, rr = dpo_loss(lp[:n], lp[n:], lp_ref[:n], lp_ref[n:], beta=0.3)
     assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
@@ -161,8 +162,8 @@ def test_completion_logps_sum_and_mean(tiny_lm):
     lm, tok = tiny_lm
     batch = dpo.encode_pairs(tok, PAIRS["prompt"][:2], PAIRS["chosen"][:2], PAIRS["rejected"][:2])
     with torch.no_grad():
-        total = dpo.completion_logps(lm, batch)
-        mean = dpo.completion_logps(lm, batch, average=True)
+        total = sequence_logprobs(lm, batch)
+        mean = sequence_logprobs(lm, batch, average=True)
     n_tokens = batch.completion_mask.sum(-1).float()
     assert torch.allclose(mean * n_tokens, total, atol=1e-4)
     # the completion tokens are the words plus <eos>
@@ -218,9 +219,9 @@ def test_select_rows_matches_a_fresh_encoding(sft):
     ref, tok = sft
     full = dpo.encode_pairs(tok, PAIRS["prompt"], PAIRS["chosen"], PAIRS["rejected"])
     idx = [3, 0]
-    sub = dpo.select_rows(full, [3, 0, 8 + 3, 8 + 0])
+    sub = full.take([3, 0, 8 + 3, 8 + 0]).trim()
     fresh = dpo.encode_pairs(tok, [PAIRS["prompt"][i] for i in idx], [PAIRS["chosen"][i] for i in idx],
                              [PAIRS["rejected"][i] for i in idx])
     assert sub.input_ids.shape[1] <= full.input_ids.shape[1] and sub.completions == fresh.completions
     with torch.no_grad():
-        assert torch.allclose(dpo.completion_logps(ref, sub), dpo.completion_logps(ref, fresh), atol=1e-4)
+        assert torch.allclose(sequence_logprobs(ref, sub), sequence_logprobs(ref, fresh), atol=1e-4)

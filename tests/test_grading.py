@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from alignlab import exercises, grading
-from alignlab.checks import EXERCISE_SETS, max_points
+from alignlab.course import exercises, grading
+from alignlab.course.checks import EXERCISE_SETS, max_points
 
 ROOT = Path(__file__).resolve().parents[1]
 

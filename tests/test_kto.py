@@ -15,8 +15,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from alignlab import kto
 from alignlab.losses import mismatched_indices
+from alignlab.methods import kto
 from alignlab.sampling import encode, sequence_logprobs
 
 PROMPTS = ["the acting", "i thought the plot", "honestly , the music", "the film"]

@@ -1,4 +1,4 @@
-"""Tests for alignlab.ppo on REAL rollouts of a tiny GPT-2.
+"""Tests for alignlab.methods.ppo on REAL rollouts of a tiny GPT-2.
 
 The pure losses (clip table, gradients, value clipping) and the KL controller's direction
 are tested in test_losses.py; here we test what the PPO loop adds around them: old and new
@@ -11,8 +11,9 @@ import math
 import pytest
 import torch
 
-from alignlab import ppo, world
-from alignlab.rl import PolicyWithValue, gold_reward_fn, rollout
+from alignlab import world
+from alignlab.methods import ppo
+from alignlab.methods.rl import PolicyWithValue, gold_reward_fn, rollout
 
 
 def _config(**kw):
@@ -146,7 +147,7 @@ def test_adaptive_beta_moves_with_the_rollout_kl(tiny_lm):
 
 def test_rm_reward_fn_scores_the_sampled_sequence_at_its_end(sft):
     """Re-encoding the texts gives the same RM score as scoring the sampled tokens."""
-    from alignlab.rm import new_reward_model, score
+    from alignlab.methods.rm import new_reward_model, score
 
     lm, tok = sft
     rm = new_reward_model(lm, tok, seed=0).eval()

@@ -1,4 +1,4 @@
-"""Tests for alignlab.rl (shared by PG and PPO) and alignlab.pg.
+"""Tests for alignlab.methods.rl (shared by PG and PPO) and alignlab.methods.pg.
 
 Fast: an untrained 1-layer GPT-2 (``tiny_lm``) and hand-made tensors. What is checked:
 the value head starts at exactly 0; ``PolicyWithValue`` gives the same log-probs as
@@ -14,10 +14,18 @@ import math
 import pytest
 import torch
 
-from alignlab import pg, world
+from alignlab import world
 from alignlab.losses import compute_gae
-from alignlab.rl import (PolicyWithValue, Rollout, check_scores, gold_reward_fn,
-                         last_token_index, rollout, token_rewards)
+from alignlab.methods import pg
+from alignlab.methods.rl import (
+    PolicyWithValue,
+    Rollout,
+    check_scores,
+    gold_reward_fn,
+    last_token_index,
+    rollout,
+    token_rewards,
+)
 from alignlab.sampling import encode, token_logprobs
 
 
@@ -147,7 +155,7 @@ def test_token_rewards_errors():
         token_rewards([math.nan, 1.0], lp, lp, mask, 0.1)
     with pytest.raises(ValueError, match="kl_coef"):
         token_rewards([0.0, 1.0], lp, lp, mask, -1.0)
-    with pytest.raises(ValueError, match="row 1 has no completion token"):
+    with pytest.raises(ValueError, match="row 1 has no 1"):
         token_rewards([0.0, 1.0], lp, lp, torch.tensor([[1.0, 1, 1], [0, 0, 0]]), 0.1)
     with pytest.raises(ValueError, match="baseline"):
         pg.PGConfig(baseline="median")

@@ -1,4 +1,4 @@
-"""Tests for alignlab.rm: the GPT-2 reward model, its training, and best-of-N.
+"""Tests for alignlab.methods.rm: the GPT-2 reward model, its training, and best-of-N.
 
 The Bradley-Terry loss itself (values, stability, agreement with TRL) is tested in
 test_losses.py; here: where the score is read, what an untrained head does, that training
@@ -11,8 +11,10 @@ import math
 import pytest
 import torch
 
-from alignlab import data, rm as R, world
+from alignlab import data, world
 from alignlab.losses import bt_loss
+from alignlab.methods import bon
+from alignlab.methods import rm as R
 from alignlab.sampling import Batch, encode, sample
 
 
@@ -88,7 +90,7 @@ def test_score_of_a_mixed_padding_batch_from_concat(tiny_rm):
     """Best-of-N stacks draws of different widths (right-padded): scores must not change."""
     rm, tok = tiny_rm
     a, b = encode(tok, PROMPTS[:1], COMPLETIONS[:1]), encode(tok, PROMPTS[1:], COMPLETIONS[1:])
-    both = R.concat_batches([a, b], tok.pad_token_id)
+    both = Batch.concat([a, b], tok.pad_token_id)
     assert both.input_ids.shape[1] == max(a.input_ids.shape[1], b.input_ids.shape[1])
     with torch.no_grad():
         torch.testing.assert_close(R.score(rm, both), torch.cat([R.score(rm, a), R.score(rm, b)]),
@@ -224,37 +226,37 @@ def test_bon_kl_formula_matches_the_exact_kl_of_a_fine_discrete_policy():
     for n in (1, 2, 4, 16, 64):
         p = (i / M) ** n - ((i - 1) / M) ** n
         kl = float((p * torch.log(p * M).nan_to_num(0.0)).sum())
-        assert kl == pytest.approx(R.bon_kl(n), abs=1e-3)
-    assert R.bon_kl(1) == 0.0
+        assert kl == pytest.approx(bon.bon_kl(n), abs=1e-3)
+    assert bon.bon_kl(1) == 0.0
     with pytest.raises(ValueError, match="n must be >= 1"):
-        R.bon_kl(0)
+        bon.bon_kl(0)
 
 
 def test_best_of_n_keeps_the_argmax_from_nested_draws(tiny_lm, tiny_rm):
     lm, tok = tiny_lm
     rm, _ = tiny_rm
     prompts = world.make_prompts(5, "eval", seed=1)
-    cands = R.sample_candidates(lm, tok, prompts, 4, seed=7, max_new_tokens=6)
-    rewards = R.score_candidates(rm, cands, len(prompts))
+    cands = bon.sample_candidates(lm, tok, prompts, 4, seed=7, max_new_tokens=6)
+    rewards = bon.score_candidates(rm, cands, len(prompts))
     assert rewards.shape == (5, 4) and len(cands) == 20
     # draw j of prompt i sits at row j * P + i, and draw 0 is an ordinary seeded sample
     first = sample(lm, tok, prompts, 6, seed=7)
     assert cands.completions[:5] == first.completions
     assert cands.prompts[5:10] == prompts
     # nested: the first 2 draws of a 4-draw call are a 2-draw call
-    two = R.sample_candidates(lm, tok, prompts, 2, seed=7, max_new_tokens=6)
+    two = bon.sample_candidates(lm, tok, prompts, 2, seed=7, max_new_tokens=6)
     assert two.completions == cands.completions[:10]
     # the kept sample is the argmax of the first n draws, for every n
     for n in (1, 2, 4):
-        batch, kept = R.select_best(cands, rewards, n)
+        batch, kept = bon.select_best(cands, rewards, n)
         assert batch.prompts == prompts
         torch.testing.assert_close(kept, rewards[:, :n].max(-1).values)
         torch.testing.assert_close(R.score_texts(rm, tok, batch.prompts, batch.completions,
                                                  batch.finished), kept, atol=1e-5, rtol=1e-5)
-    assert R.best_of_n(lm, rm, tok, prompts, 4, seed=7, max_new_tokens=6).completions == \
-        R.select_best(cands, rewards, 4)[0].completions
+    assert bon.best_of_n(lm, rm, tok, prompts, 4, seed=7, max_new_tokens=6).completions == \
+        bon.select_best(cands, rewards, 4)[0].completions
     with pytest.raises(ValueError, match=r"n must be in 1..4"):
-        R.select_best(cands, rewards, 8)
+        bon.select_best(cands, rewards, 8)
 
 
 def test_bon_sweep_logs_log2_n_and_the_analytic_kl(sft):
@@ -262,9 +264,9 @@ def test_bon_sweep_logs_log2_n_and_the_analytic_kl(sft):
 
     lm, tok = sft
     evaluator = Evaluator(lm, tok, n_prompts=16, max_new_tokens=24)
-    cands = R.sample_candidates(lm, tok, evaluator.prompts, 4, max_new_tokens=24)
-    gold = R.as_grid(world.gold_rewards(cands.prompts, cands.completions, cands.finished), 16)
-    h = R.bon_sweep(evaluator, cands, gold, ns=(1, 2, 4), name="oracle")
+    cands = bon.sample_candidates(lm, tok, evaluator.prompts, 4, max_new_tokens=24)
+    gold = bon.as_grid(world.gold_rewards(cands.prompts, cands.completions, cands.finished), 16)
+    h = bon.bon_sweep(evaluator, cands, gold, ns=(1, 2, 4), name="oracle")
     assert sorted(h.rows) == [0, 1, 2]
     assert [h.rows[s]["n"] for s in (0, 1, 2)] == [1, 2, 4]
     assert h.rows[2]["kl"] == pytest.approx(math.log(4) - 0.75)

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 import alignlab
-from alignlab import losses, ppo, rl, world
+from alignlab import losses, world
+from alignlab.course.widgets import interact
 from alignlab.evaluation import Evaluator
+from alignlab.methods import ppo, rl
+from alignlab.methods.rm import load_reward_model
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.pipeline import load_sft
 from alignlab.plots import dashboard
-from alignlab.rm import load_reward_model
-from alignlab.widgets import interact
 
 t_start = time.time()
 profile, device = get_profile(), get_device()
@@ -90,7 +91,7 @@ print(f"optimum {best:.4f}   best random {objective(others, beta).max():.4f}   b
 assert best >= objective(others, beta).max() and torch.isclose(best, beta * log_Z, atol=1e-5)
 
 # %% [markdown]
-# Turn $\beta$ down and watch the optimal policy leave the honest reviews for the RM's favourite degenerate string (right: the optimum's total mass on the three invalid strings, against $\beta$) (the slider is live in Jupyter; executed headless, `alignlab.widgets.interact` draws the default, $\beta = 0.1$):
+# Turn $\beta$ down and watch the optimal policy leave the honest reviews for the RM's favourite degenerate string (right: the optimum's total mass on the three invalid strings, against $\beta$) (the slider is live in Jupyter; executed headless, `alignlab.course.widgets.interact` draws the default, $\beta = 0.1$):
 
 # %%
 labels, degenerate = [c[:22] for c in ex_c], [3, 4, 5]          # the last three are invalid
@@ -251,7 +252,7 @@ lib, _ = losses.value_loss_clipped(v, v_old, R, mask, clip_eps=0.2)
 assert torch.isclose(clipped_value_loss(v, v_old, R, mask), lib, atol=1e-6)
 
 # %% [markdown]
-# The total minibatch loss is $L^{CLIP}$'s negative plus `vf_coef` times $L^V$; `ppo.minibatch_loss` computes it with the library's pure functions and returns the statistics PPO is judged by. Each is defined once here (and in `alignlab/ppo.py`):
+# The total minibatch loss is $L^{CLIP}$'s negative plus `vf_coef` times $L^V$; `ppo.minibatch_loss` computes it with the library's pure functions and returns the statistics PPO is judged by. Each is defined once here (and in `alignlab/methods/ppo.py`):
 #
 # | metric | definition | healthy |
 # |---|---|---|
@@ -427,8 +428,8 @@ assert rm1 > rm0 and (g1 < g0 or v1 < v0), "expected the beta = 0 run to hack th
 # ## 8. PPO against the gold reward itself ("PPO-GT")
 #
 # How much do we lose by optimising a learned proxy instead of the truth? Run the same PPO against the gold judge (the RM's score is still logged, as `rm_reward`, to see whether the RM agrees).
-
-One adjustment keeps the comparison fair: $\beta$ trades reward against nats of KL, so the same $\beta$ means a different trade-off for a reward on another scale. The RM's scores spread wider than the gold judge's; we scale $\beta$ by the ratio of their standard deviations on the reference's samples:
+#
+# One adjustment keeps the comparison fair: $\beta$ trades reward against nats of KL, so the same $\beta$ means a different trade-off for a reward on another scale. The RM's scores spread wider than the gold judge's; we scale $\beta$ by the ratio of their standard deviations on the reference's samples:
 
 # %%
 ref_b = evaluator.ref_batch
@@ -447,7 +448,7 @@ for h in (h_fixed, h_adapt, h_hack, h_gt):
 
 # %%
 from alignlab import cache
-from alignlab.rm import rm_folder
+from alignlab.methods.rm import rm_folder
 
 print("RM held-out accuracy vs gold:", cache.read_meta(rm_folder(profile, progress=False))["eval_accuracy"])
 

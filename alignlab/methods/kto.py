@@ -64,12 +64,21 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from . import data, world
-from .losses import (kto_lambdas_in_recommended_range, kto_loss, kto_recommended_lambda_d,
-                     mismatched_indices, ppo_clip_loss)
-from .models import Profile, get_device, seed_everything
-from .sampling import Batch, encode, sample, sequence_logprobs, token_logprobs
-from .training import History, train, warmup_then_decay
+from .. import data, world
+from ..config import override
+from ..evaluation import Evaluator
+from ..losses import (
+    kto_lambdas_in_recommended_range,
+    kto_loss,
+    kto_recommended_lambda_d,
+    mismatched_indices,
+    ppo_clip_loss,
+)
+from ..models import Profile, get_device, seed_everything
+from ..pipeline import load_sft
+from ..registry import Method
+from ..sampling import Batch, encode, sample, sequence_logprobs, token_logprobs
+from ..training import History, train, warmup_then_decay
 
 
 @dataclass
@@ -106,7 +115,7 @@ class KTOConfig:
     """Seed of sampling, labelling, dropping and batch order."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> "KTOConfig":
+    def for_profile(cls, profile: Profile, **overrides) -> KTOConfig:
         """Defaults for ``profile`` (the ``full`` profile has more data and steps)."""
         sizes = {} if profile.name == "quick" else {"n_examples": 8192, "steps": 120,
                                                     "eval_every": 30}
@@ -135,7 +144,7 @@ class OfflinePPOConfig:
     """Seed of the batch order."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> "OfflinePPOConfig":
+    def for_profile(cls, profile: Profile, **overrides) -> OfflinePPOConfig:
         """Defaults for ``profile``."""
         sizes = {} if profile.name == "quick" else {"steps": 120, "eval_every": 30}
         return cls(**{**sizes, **overrides})
@@ -172,7 +181,7 @@ def pairs_to_unpaired(pairs: Dataset) -> Dataset:
     data.validate_preferences(pairs, "paired")
     has_gold = "gold_chosen" in pairs.column_names and "gold_rejected" in pairs.column_names
     rows = {"prompt": [], "completion": [], "label": [], **({"gold": []} if has_gold else {})}
-    for i, row in enumerate(pairs):
+    for row in pairs:
         for key, label in (("chosen", True), ("rejected", False)):
             rows["prompt"].append(row["prompt"])
             rows["completion"].append(row[key])
@@ -432,9 +441,6 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     and the number of examples. Unless ``lambda_d`` is among the overrides, it is set from the data (after
     ``desirable_keep``) to the middle of the paper's range (``balanced_lambda_d``).
     """
-    from .config import override
-    from .evaluation import Evaluator
-    from .pipeline import load_sft
 
     overrides = dict(overrides or {})
     config = override(KTOConfig.for_profile(profile, seed=seed), overrides)
@@ -453,3 +459,9 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
             "z0": round(history.last("z0"), 4), "beta": config.beta,
             "lambda_d": config.lambda_d, "lambda_u": config.lambda_u,
             "n_examples": len(ds)}
+
+
+METHOD = Method(
+    name="kto", description="Kahneman-Tversky optimisation from binary feedback (adds desirable_fraction)",
+    config=KTOConfig, run=run,
+    extra_keys=("desirable_fraction", "z0", "beta", "lambda_d", "lambda_u", "n_examples"), lecture="05_kto")

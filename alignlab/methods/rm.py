@@ -1,4 +1,4 @@
-"""Reward modelling: a Bradley-Terry reward model on the tiny GPT-2, and best-of-N.
+"""Reward modelling: a Bradley-Terry reward model on the tiny GPT-2.
 
 The reward model (RM) is ``GPT2ForSequenceClassification`` with one label, the
 form TRL's ``RewardTrainer`` uses: the SFT model's transformer with a linear
@@ -13,8 +13,7 @@ TRL's ``center_rewards_coefficient``) pins the free offset of the rewards near 0
 
 ``load_reward_model()`` returns the cached RM of a profile, training it on first
 use on pairs sampled from the SFT model on *train* prompts. Lecture 03 (PPO)
-optimises against it. ``best_of_n`` is the simplest policy that uses an RM:
-sample N completions, keep the one the RM scores highest.
+optimises against it; ``methods.bon`` (best-of-N) is the simplest policy that uses it.
 
 Metrics logged by ``train_reward_model`` (one definition each)
 --------------------------------------------------------------
@@ -37,21 +36,26 @@ Metrics logged by ``train_reward_model`` (one definition each)
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from transformers import (GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast,
-                          get_cosine_schedule_with_warmup)
+from transformers import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    PreTrainedTokenizerFast,
+    get_cosine_schedule_with_warmup,
+)
 
-from . import cache, data, world
-from .config import override
-from .losses import bt_loss, pairwise_accuracy
-from .models import Profile, get_device, get_profile, seed_everything, settings_dict
-from .sampling import Batch, encode, position_ids, sample
-from .training import History, train
+from .. import cache, data, world
+from ..config import override
+from ..evaluation import Evaluator
+from ..losses import bt_loss, pairwise_accuracy
+from ..models import Profile, get_device, get_profile, seed_everything, settings_dict
+from ..pipeline import load_sft, sft_folder
+from ..registry import Method
+from ..sampling import encode, last_token_index, position_ids
+from ..training import History, train
 
 
 @dataclass
@@ -81,7 +85,7 @@ class RMConfig:
     """Held-out accuracy counts pairs whose gold scores differ by more than this."""
 
     @classmethod
-    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> "RMConfig":
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> RMConfig:
         """The defaults for ``profile`` (``quick``: these; ``full``: more data and steps)."""
         profile = profile if isinstance(profile, Profile) else get_profile(profile)
         config = cls()
@@ -104,7 +108,6 @@ def new_reward_model(sft_model_or_profile=None, tok=None, seed: int = 0):
     The score head is freshly initialised (normal, std 0.02) from ``seed``.
     Returns the RM on the SFT model's device, in train mode.
     """
-    from .pipeline import load_sft
 
     if not hasattr(sft_model_or_profile, "transformer"):
         sft, sft_tok = load_sft(sft_model_or_profile, progress=False)
@@ -129,13 +132,6 @@ def _ids_and_mask(batch):
     if isinstance(batch, dict):
         return batch["input_ids"], batch["attention_mask"]
     return batch.input_ids, batch.attention_mask
-
-
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B,) column of each row's last real token (mask == 1); works for left and right padding."""
-    T = attention_mask.shape[1]
-    cols = torch.arange(T, device=attention_mask.device)
-    return torch.where(attention_mask.bool(), cols, -1).max(-1).values
 
 
 def score(rm, batch) -> torch.Tensor:
@@ -343,7 +339,6 @@ def _resolve(profile) -> Profile:
 
 def rm_settings(profile, seed: int = 0, config: RMConfig | None = None) -> dict:
     """The cache key's settings: profile, seed, RM config and the SFT model it starts from."""
-    from .pipeline import sft_folder
 
     profile = _resolve(profile)
     config = config or RMConfig.for_profile(profile)
@@ -357,7 +352,6 @@ def build_reward_model(profile=None, seed: int = 0, config: RMConfig | None = No
 
     Returns (rm, tok, history, train_ds, eval_ds). ``load_reward_model`` caches this.
     """
-    from .pipeline import load_sft
 
     profile = _resolve(profile)
     config = config or RMConfig.for_profile(profile)
@@ -425,131 +419,7 @@ def load_reward_model(profile=None, seed: int = 0, device=None, config: RMConfig
 
 
 # ---------------------------------------------------------------------------
-# 5. Best-of-N: the simplest policy that uses a reward model.
-# ---------------------------------------------------------------------------
-
-def bon_kl(n: int) -> float:
-    """Analytic KL(best-of-n || reference) = log n - (n - 1) / n (Stiennon et al. 2020).
-
-    Exact when the n samples never tie; an upper bound otherwise (Beirami et al. 2024).
-    """
-    if n < 1:
-        raise ValueError(f"bon_kl: n must be >= 1, got {n}")
-    return math.log(n) - (n - 1) / n
-
-
-def _pad_right(batch: Batch, T: int, pad_token_id: int) -> Batch:
-    extra = T - batch.input_ids.shape[1]
-    if extra == 0:
-        return batch
-    pad = lambda x, v: torch.nn.functional.pad(x, (0, extra), value=v)  # noqa: E731
-    return Batch(pad(batch.input_ids, pad_token_id), pad(batch.attention_mask, 0),
-                 pad(batch.completion_mask, 0), batch.prompts, batch.completions, batch.finished)
-
-
-def concat_batches(batches: list[Batch], pad_token_id: int) -> Batch:
-    """Stack batches of different widths into one (narrower ones are padded on the right)."""
-    T = max(b.input_ids.shape[1] for b in batches)
-    padded = [_pad_right(b, T, pad_token_id) for b in batches]
-    return Batch(torch.cat([b.input_ids for b in padded]),
-                 torch.cat([b.attention_mask for b in padded]),
-                 torch.cat([b.completion_mask for b in padded]),
-                 [p for b in padded for p in b.prompts], [c for b in padded for c in b.completions],
-                 [f for b in padded for f in b.finished])
-
-
-def take(batch: Batch, idx) -> Batch:
-    """The rows ``idx`` of ``batch``, in that order."""
-    idx = [int(i) for i in idx]
-    t = torch.tensor(idx, device=batch.input_ids.device)
-    return Batch(batch.input_ids[t], batch.attention_mask[t], batch.completion_mask[t],
-                 [batch.prompts[i] for i in idx], [batch.completions[i] for i in idx],
-                 [batch.finished[i] for i in idx])
-
-
-@torch.no_grad()
-def sample_candidates(policy, tok, prompts, n: int, seed: int = 0,
-                      max_new_tokens: int = 32) -> Batch:
-    """``n`` samples per prompt: draw ``j`` of prompt ``i`` is row ``j * len(prompts) + i``.
-
-    Draw ``j`` always uses seed ``seed + j``, so the first ``k`` draws of a call with a larger
-    ``n`` are the same samples: best-of-k for every k <= n comes from nested subsets of one
-    set of samples (draw 0 is what ``sample(policy, ..., seed=seed)`` returns).
-    """
-    if n < 1:
-        raise ValueError(f"best-of-n: n must be >= 1, got {n}")
-    draws = [sample(policy, tok, list(prompts), max_new_tokens, seed=seed + j) for j in range(n)]
-    return concat_batches(draws, tok.pad_token_id)
-
-
-def as_grid(values, n_prompts: int) -> torch.Tensor:
-    """(n_prompts, n) view of per-candidate values in ``sample_candidates``' row order."""
-    values = torch.as_tensor(values, dtype=torch.float).flatten().cpu()
-    if len(values) % n_prompts:
-        raise ValueError(f"as_grid: {len(values)} values do not split into {n_prompts} prompts")
-    return values.view(-1, n_prompts).T
-
-
-@torch.no_grad()
-def score_candidates(rm, candidates: Batch, n_prompts: int, chunk: int = 1024) -> torch.Tensor:
-    """(n_prompts, n) RM rewards of ``sample_candidates``' output."""
-    device = next(rm.parameters()).device
-    was_training = rm.training
-    rm.eval()
-    order = candidates.attention_mask.sum(-1).argsort(stable=True)  # similar lengths together
-    rewards = torch.empty(len(candidates))
-    for i in range(0, len(order), chunk):
-        rows = order[i:i + chunk]
-        ids, mask = candidates.input_ids[rows], candidates.attention_mask[rows]
-        keep = mask.any(0)  # drop columns that are padding in every row of the chunk
-        rewards[rows] = score(rm, {"input_ids": ids[:, keep].to(device),
-                                   "attention_mask": mask[:, keep].to(device)}).cpu()
-    rm.train(was_training)
-    return as_grid(rewards, n_prompts)
-
-
-def select_best(candidates: Batch, rewards: torch.Tensor, n: int) -> tuple[Batch, torch.Tensor]:
-    """Best-of-``n``: per prompt, the argmax of ``rewards`` (n_prompts, n_max) among its first
-    ``n`` draws. Returns (one row per prompt, in prompt order; the kept rewards (n_prompts,))."""
-    P, n_max = rewards.shape
-    if not 1 <= n <= n_max:
-        raise ValueError(f"select_best: n must be in 1..{n_max} (the draws sampled), got {n}")
-    if len(candidates) != P * n_max:
-        raise ValueError(f"select_best: {len(candidates)} candidates but rewards is {P} x {n_max}")
-    best = rewards[:, :n].argmax(-1)
-    rows = best * P + torch.arange(P)
-    return take(candidates, rows.tolist()), rewards[torch.arange(P), best]
-
-
-def best_of_n(policy, rm, tok, prompts, n: int, seed: int = 0, max_new_tokens: int = 32) -> Batch:
-    """Best-of-``n``: sample ``n`` completions per prompt, keep the one ``rm`` scores highest."""
-    candidates = sample_candidates(policy, tok, prompts, n, seed, max_new_tokens)
-    return select_best(candidates, score_candidates(rm, candidates, len(prompts)), n)[0]
-
-
-NS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def bon_sweep(evaluator, candidates: Batch, rewards: torch.Tensor, ns=NS,
-              name: str = "best-of-N") -> History:
-    """Best-of-N under ``rewards`` for every N in ``ns``, from nested subsets of ``candidates``.
-
-    ``candidates``: ``sample_candidates(policy, tok, evaluator.prompts, max(ns))``;
-    ``rewards``: (n_prompts, max(ns)) scores that pick the winner (RM or any judge).
-    Returns a History whose *step is log2 N*, logging the evaluator's judge (gold_reward,
-    win_rate, valid_rate, length), ``kl`` (analytic, ``bon_kl``), ``proxy_reward`` (mean
-    of ``rewards`` over the kept samples) and ``n``. Plot: ``dashboard(h, x_label="log2 N")``.
-    """
-    history = History(name)
-    for n in ns:
-        batch, kept = select_best(candidates, rewards, n)
-        history.log(int(round(math.log2(n))), **evaluator.judge(batch), kl=bon_kl(n),
-                    proxy_reward=kept.mean().item(), n=n)
-    return history
-
-
-# ---------------------------------------------------------------------------
-# 6. Command line: python -m alignlab run rm|bon
+# 5. Command line: python -m alignlab run rm
 # ---------------------------------------------------------------------------
 
 def _config(profile: Profile, overrides: dict) -> RMConfig:
@@ -563,8 +433,6 @@ def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> di
     reference (KL 0, win-rate ~1/2); ``rm_accuracy`` is the headline (vs the gold ordering,
     pairs with gold gap > min_gap), ``rm_label_accuracy`` is against the annotator's labels.
     """
-    from .evaluation import Evaluator
-    from .pipeline import load_sft
 
     config = _config(profile, overrides or {})
     meta = cache.read_meta(rm_folder(profile, seed, config, progress=False))
@@ -575,25 +443,7 @@ def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> di
             "min_gap": config.min_gap}
 
 
-def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry: best-of-n (``--set n=16``, default 16) under the cached RM, vs the SFT reference.
-
-    Other ``--set`` keys go to ``RMConfig`` (a different RM is trained and cached).
-    """
-    from .evaluation import Evaluator
-    from .pipeline import load_sft
-
-    overrides = dict(overrides or {})
-    try:
-        n = int(overrides.pop("n", 16))
-    except ValueError:
-        raise ValueError("run bon: --set n=... expects an integer >= 1") from None
-    config = _config(profile, overrides)
-    rm, _ = load_reward_model(profile, seed, config=config, progress=False)
-    sft, tok = load_sft(profile, seed, progress=False)
-    evaluator = Evaluator(sft, tok, seed=seed, profile=profile)
-    candidates = sample_candidates(sft, tok, evaluator.prompts, n, seed, evaluator.max_new_tokens)
-    batch, proxy = select_best(candidates, score_candidates(rm, candidates, len(candidates) // n), n)
-    metrics = {**evaluator.judge(batch), "kl": bon_kl(n), "rm_reward": proxy.mean().item()}
-    return {**{k: round(float(v), 4) for k, v in metrics.items()}, "n": n,
-            "kl_estimator": "analytic: log N - (N-1)/N"}
+METHOD = Method(
+    name="rm", description="train the Bradley-Terry reward model on preference pairs (adds rm_accuracy)",
+    config=RMConfig, run=run_rm, extra_keys=("rm_accuracy", "rm_label_accuracy", "min_gap"),
+    lecture="01_bradley_terry")

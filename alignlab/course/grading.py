@@ -72,7 +72,7 @@ ALL_EXERCISES = [name for names in EXERCISE_SETS.values() for name in names]
 COLUMNS = (["submission", "exercise_set", "status", "points", "max_points", "seconds"]
            + ALL_EXERCISES + ["feedback", "error"])
 GRADER_SOURCE = ("# added by the alignlab grader: check the functions as the notebook left them\n"
-                 "from alignlab.checks import grade_namespace as _alignlab_grade_namespace\n"
+                 "from alignlab.course.checks import grade_namespace as _alignlab_grade_namespace\n"
                  "_alignlab_grade_namespace({set_name!r}, globals())")
 GRACE = 15.0
 """Seconds past the time limit before a submission that ignores interrupts is killed."""
@@ -373,14 +373,13 @@ def cmd_grade(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    """Register ``grade`` and ``exercises`` on the ``python -m alignlab`` command line."""
-    from . import exercises
+def add_parser(sub) -> None:
+    """Register ``grade`` on the ``python -m alignlab`` command line."""
 
     p = sub.add_parser("grade", help="grade a folder of submitted exercise notebooks into a CSV",
                        description="Run each submitted notebook in a fresh kernel with a time limit "
                                    "and write one CSV row of points per submission. Submissions run "
-                                   "UNSANDBOXED: see `python -c 'import alignlab.grading as g; "
+                                   "UNSANDBOXED: see `python -c 'import alignlab.course.grading as g; "
                                    "help(g)'` or solutions/README.md for running it in a container.")
     p.add_argument("submissions", help="folder of submitted .ipynb files (searched recursively)")
     p.add_argument("--out", default="grades.csv", help="CSV file to write (default grades.csv)")
@@ -390,4 +389,3 @@ def add_commands(sub) -> None:
     p.add_argument("--set", default=None, choices=sorted(EXERCISE_SETS),
                    help="exercise set of every submission (default: detect it per notebook)")
     p.set_defaults(func=cmd_grade)
-    exercises.add_parser(sub)

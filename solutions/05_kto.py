@@ -16,9 +16,8 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 
-from alignlab.checks import check, ready, summary
+from alignlab.course.checks import check, ready, summary
 
 # %% [markdown]
 # ## 1. Exercise 1: the reference point z0
@@ -143,7 +142,7 @@ assert loss_at(True, 1.0, 3.0) > loss_at(True, 1.0, 0.0) and loss_at(False, 1.0,
 # %%
 summary("05_kto")
 ### BEGIN HIDDEN TESTS
-from alignlab.checks import all_passed
+from alignlab.course.checks import all_passed
 
 assert all_passed("05_kto"), "a reference solution fails its own check"
 ### END HIDDEN TESTS

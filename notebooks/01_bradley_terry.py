@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 import alignlab
 from alignlab import data, losses, pipeline, world
-from alignlab import rm as R
 from alignlab.evaluation import Evaluator
+from alignlab.methods import bon
+from alignlab.methods import rm as R
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.plots import dashboard
 
@@ -224,6 +225,7 @@ print("transformer copied from SFT:", torch.equal(rm.transformer.wte.weight, sft
 # %%
 from alignlab.sampling import encode, position_ids
 
+
 def my_score(rm, ids, mask):
     h = rm.transformer(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
     last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(-1)   # column of the last 1
@@ -259,7 +261,7 @@ assert abs(step0["eval_loss"] - np.log(2)) < 0.05 and abs(step0["eval_accuracy"]
 # %% [markdown]
 # ## 7. Training the reward model
 #
-# `R.train_reward_model` runs the shared loop (`training.train`) with one step per minibatch of pairs: chosen and rejected go through the model in one batch, the loss is `bt_loss` plus a small centering term (section 10), then AdamW. Minibatches group pairs of similar length, which halves the padding the CPU computes. It logs the metrics defined at the top of `alignlab/rm.py`; held-out accuracy is measured every `eval_every` steps.
+# `R.train_reward_model` runs the shared loop (`training.train`) with one step per minibatch of pairs: chosen and rejected go through the model in one batch, the loss is `bt_loss` plus a small centering term (section 10), then AdamW. Minibatches group pairs of similar length, which halves the padding the CPU computes. It logs the metrics defined at the top of `alignlab/methods/rm.py`; held-out accuracy is measured every `eval_every` steps.
 
 # %%
 history = R.train_reward_model(rm, tok, train_ds, config, eval_fn=eval_ds, seed=0)
@@ -398,8 +400,8 @@ plt.legend(fontsize=8); plt.tight_layout(); plt.show()
 # %%
 evaluator = Evaluator(sft, tok, profile=profile)
 P = len(evaluator.prompts)
-candidates = R.sample_candidates(sft, tok, evaluator.prompts, 64, seed=0, max_new_tokens=profile.max_new_tokens)
-rewards = R.score_candidates(rm, candidates, P)                       # (prompts, 64)
+candidates = bon.sample_candidates(sft, tok, evaluator.prompts, 64, seed=0, max_new_tokens=profile.max_new_tokens)
+rewards = bon.score_candidates(rm, candidates, P)                       # (prompts, 64)
 print(f"main reward model: mean reward on SFT samples {rewards.mean():+.3f}, std {rewards.std():.3f}")
 
 # %% [markdown]
@@ -428,18 +430,18 @@ rank = torch.arange(1, M + 1, dtype=torch.float64)
 for n in (2, 16, 64):
     p = (rank / M) ** n - ((rank - 1) / M) ** n
     exact = float((p * torch.log(p * M).nan_to_num(0.0)).sum())
-    print(f"N={n:3d}  exact KL = {exact:.4f}   log N - (N-1)/N = {R.bon_kl(n):.4f}")
-    assert abs(exact - R.bon_kl(n)) < 1e-3
+    print(f"N={n:3d}  exact KL = {exact:.4f}   log N - (N-1)/N = {bon.bon_kl(n):.4f}")
+    assert abs(exact - bon.bon_kl(n)) < 1e-3
 
 # %% [markdown]
 # One set of 64 samples serves every $N \in \{1, 2, 4, \dots, 64\}$: best-of-$N$ looks at the first $N$ draws of each prompt. We score the winners with the gold judge and compare three selectors on the shared dashboard: our reward model, a weak sweep model (256 pairs), and the gold judge itself (an oracle, the best any reward model could do). The x-axis is $\log_2 N$; the KL panel is the analytic formula.
 
 # %%
-gold_grid = R.as_grid(world.gold_rewards(candidates.prompts, candidates.completions, candidates.finished), P)
-bon = {"RM (main)": R.bon_sweep(evaluator, candidates, rewards, name="best-of-N, reward model"),
-       "RM (256 pairs)": R.bon_sweep(evaluator, candidates, R.score_candidates(runs[(0.1, 256)][0], candidates, P),
+gold_grid = bon.as_grid(world.gold_rewards(candidates.prompts, candidates.completions, candidates.finished), P)
+bon = {"RM (main)": bon.bon_sweep(evaluator, candidates, rewards, name="best-of-N, reward model"),
+       "RM (256 pairs)": bon.bon_sweep(evaluator, candidates, bon.score_candidates(runs[(0.1, 256)][0], candidates, P),
                                      name="best-of-N, weak RM (256 pairs)"),
-       "gold": R.bon_sweep(evaluator, candidates, gold_grid, name="best-of-N, gold judge (oracle)")}
+       "gold": bon.bon_sweep(evaluator, candidates, gold_grid, name="best-of-N, gold judge (oracle)")}
 dashboard(*bon.values(), title="best-of-N from the SFT model (KL: analytic)", extra=("proxy_reward",), x_label="log2 N")
 plt.show()
 

@@ -24,7 +24,7 @@ Points: one per test case. ``summary()`` prints the score table of the notebook.
 
 Results are also *recorded*: kept in this module (for ``summary()``) and, when the
 environment variable ``ALIGNLAB_GRADES_FILE`` names a file (the grader sets it),
-appended to it as one JSON object per line. ``alignlab.grading`` reads that file.
+appended to it as one JSON object per line. ``alignlab.course.grading`` reads that file.
 
 Every check runs under a time limit (``ALIGNLAB_CHECK_TIMEOUT`` seconds, default 20;
 POSIX only, via SIGALRM), so a student's infinite loop gives a failed check instead
@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from . import losses as L
+from .. import losses as L
 
 EXERCISE_SETS: dict[str, tuple[str, ...]] = {
     "01_bradley_terry": ("bt_loss", "rm_accuracy"),
@@ -1077,7 +1077,7 @@ def all_passed(set_name: str) -> bool:
 def grade_namespace(set_name: str, namespace: dict, timeout: float | None = None) -> None:
     """Check every exercise of ``set_name`` against the functions found in ``namespace``.
 
-    This is what ``alignlab.grading`` runs in a last cell it appends to each submission:
+    This is what ``alignlab.course.grading`` runs in a last cell it appends to each submission:
     it grades the functions as they are at the end of the notebook, whether or not the
     student kept the check cells. A missing (deleted or renamed) function scores 0.
     """

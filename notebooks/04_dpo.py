@@ -20,18 +20,19 @@ import dataclasses
 import math
 
 import ipywidgets as widgets
-from alignlab.widgets import interact
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import alignlab
-from alignlab import dpo, losses, pipeline
+from alignlab import losses, pipeline
+from alignlab.course.widgets import interact
 from alignlab.evaluation import Evaluator, gold_scores
+from alignlab.methods import dpo
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.plots import dashboard
-from alignlab.sampling import token_logprobs
+from alignlab.sampling import sequence_logprobs, token_logprobs
 
 profile, device = get_profile(), get_device()
 seed_everything(0)
@@ -257,7 +258,7 @@ def summed_logps(model, batch):
 B = config.batch_size
 batch = dpo.encode_pairs(tok, pairs["prompt"][:B], pairs["chosen"][:B], pairs["rejected"][:B], device)
 with torch.no_grad():
-    assert torch.allclose(summed_logps(ref, batch), dpo.completion_logps(ref, batch))
+    assert torch.allclose(summed_logps(ref, batch), sequence_logprobs(ref, batch))
 print("batch of", B, "pairs ->", batch.input_ids.shape[0], "rows (chosen rows, then rejected rows)")
 
 # %% [markdown]
@@ -355,7 +356,7 @@ plt.tight_layout(); plt.show()
 
 # %%
 with torch.no_grad():
-    own_gain = (dpo.completion_logps(policy, after) - dpo.completion_logps(ref, after)).mean().item()
+    own_gain = (sequence_logprobs(policy, after) - sequence_logprobs(ref, after)).mean().item()
 print(f"policy's own samples: log π_θ - log π_ref = {own_gain:+.2f} nats on average (mass moved here)")
 print(f"chosen completions:   log π_θ - log π_ref = {history.last('rewards/chosen') / config.beta:+.2f} nats (last batch)")
 print(f"gold score: policy's samples {np.mean(after_gold):+.3f}, chosen in the data {np.mean(pairs['gold_chosen']):+.3f}")
@@ -398,8 +399,8 @@ assert sweep[min(betas)].last("kl") > sweep[max(betas)].last("kl")  # the KL ter
 
 # %%
 with torch.no_grad():
-    sums, sums_ref = dpo.completion_logps(policy, batch), dpo.completion_logps(ref, batch)
-    means, means_ref = dpo.completion_logps(policy, batch, average=True), dpo.completion_logps(ref, batch, average=True)
+    sums, sums_ref = sequence_logprobs(policy, batch), sequence_logprobs(ref, batch)
+    means, means_ref = sequence_logprobs(policy, batch, average=True), sequence_logprobs(ref, batch, average=True)
 m_sum = config.beta * ((sums[:B] - sums_ref[:B]) - (sums[B:] - sums_ref[B:]))
 m_mean = config.beta * ((means[:B] - means_ref[:B]) - (means[B:] - means_ref[B:]))
 T = batch.completion_mask.sum(-1).float().mean().item()

@@ -47,20 +47,22 @@ Logged metrics (one definition each; the shared ones come from ``evaluation``):
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import world
-from .config import override
-from .losses import compute_gae, explained_variance, masked_mean, whiten
-from .models import Profile, get_device, seed_everything
+from .. import world
+from ..config import override
+from ..evaluation import Evaluator
+from ..losses import compute_gae, explained_variance, masked_mean, whiten
+from ..models import Profile, get_device, seed_everything
+from ..pipeline import load_sft
+from ..registry import Method
+from ..sampling import token_logprobs
+from ..training import History, train
 from .rl import PolicyWithValue, Rollout, gold_reward_fn, new_policy, rollout  # noqa: F401 (new_policy: re-exported for notebooks)
-from .sampling import token_logprobs
-from .training import History, train
 
 BASELINES = ("none", "mean", "gae")
 
@@ -105,7 +107,7 @@ class PGConfig:
     """Prefixes (one per prompt) in the lambda bias/variance experiment."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> "PGConfig":
+    def for_profile(cls, profile: Profile, **overrides) -> PGConfig:
         """Defaults for ``profile`` (``full`` has a bigger model: more steps, larger batches)."""
         base = cls(max_new_tokens=profile.max_new_tokens)
         if profile.name == "full":
@@ -378,8 +380,6 @@ def lambda_experiment(policy: PolicyWithValue, ref, tok, prompts: list[str], con
 
 def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     """CLI entry: train a policy with GAE + KL against the gold judge; shared metrics."""
-    from .evaluation import Evaluator
-    from .pipeline import load_sft
 
     config = PGConfig.for_profile(profile, **(overrides or {}))
     device = get_device()
@@ -395,3 +395,9 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     if config.baseline == "gae":
         out["explained_var"] = round(history.last("explained_var"), 4)
     return out
+
+
+METHOD = Method(
+    name="pg", description="policy gradient with a value head and GAE against the gold reward",
+    config=PGConfig, run=run, extra_keys=("score", "baseline", "kl_coef", "lam", "steps"),
+    lecture="02_policy_gradients")

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from alignlab.checks import check, ready, summary
+from alignlab.course.checks import check, ready, summary
 
 # %% [markdown]
 # ## 1. Exercise 1: the Bradley-Terry loss
@@ -199,7 +199,7 @@ assert abs(history.rows[1]["loss"] - 0.6931) < 1e-4  # step 1: every review scor
 # %%
 summary("01_bradley_terry")
 ### BEGIN HIDDEN TESTS
-from alignlab.checks import all_passed
+from alignlab.course.checks import all_passed
 
 assert all_passed("01_bradley_terry"), "a reference solution fails its own check"
 ### END HIDDEN TESTS

@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 
 import alignlab
-from alignlab import dpo, kto, losses, pipeline, world
+from alignlab import losses, pipeline, world
+from alignlab.course.widgets import interact
 from alignlab.evaluation import Evaluator
+from alignlab.methods import dpo, kto
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.plots import dashboard
 from alignlab.sampling import encode
-from alignlab.widgets import interact
 
 profile, device = get_profile(), get_device()
 seed_everything(0)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from alignlab.checks import check, ready, summary
+from alignlab.course.checks import check, ready, summary
 
 # %% [markdown]
 # ## 1. Exercise: the DPO loss
@@ -117,8 +117,9 @@ if ready("dpo_loss", dpo_loss):
 # Now the real thing. The reference is the SFT model; the policy starts as a copy of it. Preference pairs are two SFT samples per training prompt, labelled by the course's noisy Bradley-Terry annotator, exactly as in lecture 04 (`dpo.make_pairs`).
 
 # %%
-from alignlab import dpo, pipeline
+from alignlab import pipeline
 from alignlab.evaluation import Evaluator
+from alignlab.methods import dpo
 from alignlab.models import get_profile
 from alignlab.plots import dashboard
 
@@ -156,7 +157,7 @@ assert abs(history.rows[1]["loss"] - 0.6931) < 1e-3  # step 1: the policy is sti
 # %%
 summary("04_dpo")
 ### BEGIN HIDDEN TESTS
-from alignlab.checks import all_passed
+from alignlab.course.checks import all_passed
 
 assert all_passed("04_dpo"), "a reference solution fails its own check"
 ### END HIDDEN TESTS

@@ -55,12 +55,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data, world
-from .config import override
-from .losses import dpo_loss
-from .models import Profile, get_profile, seed_everything
-from .sampling import Batch, encode, token_logprobs
-from .training import History, train, warmup_then_decay
+from .. import data, world
+from ..config import override
+from ..evaluation import Evaluator
+from ..losses import dpo_loss
+from ..models import Profile, get_profile, seed_everything
+from ..pipeline import load_sft
+from ..registry import Method
+from ..sampling import Batch, encode, sequence_logprobs
+from ..training import History, train, warmup_then_decay
 
 # ---------------------------------------------------------------------------
 # 1. The discrete problem: one prompt, K responses, everything exact.
@@ -132,8 +135,8 @@ def bt_preference_counts(problem: DiscreteProblem, n_pairs: int, seed: int = 0) 
         keep = a != b
         a, b = a[keep], b[keep]
         a_wins = rng.random(len(a)) < 1.0 / (1.0 + np.exp(-(problem.r[a] - problem.r[b])))
-        w, l = np.where(a_wins, a, b), np.where(a_wins, b, a)
-        np.add.at(counts, (w, l), 1.0)
+        win, lose = np.where(a_wins, a, b), np.where(a_wins, b, a)
+        np.add.at(counts, (win, lose), 1.0)
         left -= len(a)
     return counts
 
@@ -268,7 +271,7 @@ class DPOConfig:
     """Seeds the pairs, their order and the evaluation."""
 
     @classmethod
-    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> "DPOConfig":
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> DPOConfig:
         """The defaults for ``profile`` (``quick``: 2-core CPU; ``full``: one GPU)."""
         profile = profile if isinstance(profile, Profile) else get_profile(profile)
         sizes = {"max_new_tokens": profile.max_new_tokens}
@@ -298,32 +301,9 @@ def make_pairs(ref, tok, config: DPOConfig):
     return _PAIRS_CACHE[key][1]
 
 
-def completion_logps(model, batch, average: bool = False) -> torch.Tensor:
-    """(B,) summed log pi(y|x) over each completion's tokens (or their mean if ``average``)."""
-    lp = token_logprobs(model, batch.input_ids, batch.attention_mask)
-    mask = batch.completion_mask.to(lp.dtype)
-    total = (lp * mask).sum(-1)
-    return total / mask.sum(-1) if average else total
-
-
 def encode_pairs(tok, prompts, chosen, rejected, device=None):
     """One left-padded batch: the B chosen rows, then the B rejected rows."""
     return encode(tok, list(prompts) * 2, list(chosen) + list(rejected), device=device)
-
-
-def select_rows(batch, rows) -> Batch:
-    """The rows ``rows`` of a left-padded batch, without the columns that are all padding.
-
-    Tokenizing once and slicing is much faster than encoding every minibatch; with
-    left padding and position ids from the attention mask, the log-probs are the same.
-    """
-    rows = torch.as_tensor(rows, device=batch.input_ids.device)
-    attn = batch.attention_mask[rows]
-    first = int((attn.sum(0) > 0).nonzero()[0])  # first column with a real token
-    return Batch(batch.input_ids[rows, first:], attn[:, first:], batch.completion_mask[rows, first:],
-                 [batch.prompts[i] for i in rows.tolist()],
-                 [batch.completions[i] for i in rows.tolist()],
-                 [batch.finished[i] for i in rows.tolist()])
 
 
 def _pair_rows(idx, n: int) -> list[int]:
@@ -347,7 +327,7 @@ def reference_logps(ref, tok, pairs, batch_size: int = 128, average: bool = Fals
     chosen, rejected = [], []
     for i in range(0, n, batch_size):
         idx = range(i, min(n, i + batch_size))
-        lp = completion_logps(ref, select_rows(full, _pair_rows(idx, n)), average)
+        lp = sequence_logprobs(ref, full.take(_pair_rows(idx, n)).trim(), average=average)
         chosen.append(lp[:len(idx)])
         rejected.append(lp[len(idx):])
     return torch.cat(chosen), torch.cat(rejected)
@@ -400,8 +380,8 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
 
     def step_fn(step: int) -> dict:
         idx = order[(step - 1) * config.batch_size: step * config.batch_size].tolist()
-        batch = select_rows(full, _pair_rows(idx, n))
-        logps = completion_logps(policy, batch, config.average_logps)
+        batch = full.take(_pair_rows(idx, n)).trim()
+        logps = sequence_logprobs(policy, batch, average=config.average_logps)
         pc, pr = logps[:len(idx)], logps[len(idx):]
         loss, rc, rr = loss_fn(pc, pr, ref_chosen[idx], ref_rejected[idx], config.beta)
         opt.zero_grad(set_to_none=True)
@@ -424,8 +404,6 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     and the evaluation prompts. Returns the shared metrics plus ``beta``, the last
     batch's ``loss`` and its ``reward_accuracy`` (``rewards/accuracies``).
     """
-    from .evaluation import Evaluator
-    from .pipeline import load_sft
 
     config = override(DPOConfig.for_profile(profile, seed=seed), overrides or {})
     ref, tok = load_sft(profile, seed, progress=False)
@@ -438,3 +416,8 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     out.update(beta=config.beta, loss=round(history.last("loss"), 4),
                reward_accuracy=round(history.last("rewards/accuracies"), 4))
     return out
+
+
+METHOD = Method(
+    name="dpo", description="direct preference optimisation on SFT pairs (adds beta)",
+    config=DPOConfig, run=run, extra_keys=("beta", "loss", "reward_accuracy"), lecture="04_dpo")

@@ -55,8 +55,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .sampling import Batch, position_ids, sample, token_logprobs
-
+from .. import world
+from ..sampling import Batch, last_token_index, position_ids, sample, token_logprobs
 
 # ---------------------------------------------------------------------------
 # 1. The policy with a value head
@@ -131,18 +131,6 @@ class PolicyWithValue(nn.Module):
 # ---------------------------------------------------------------------------
 # 2. Per-token rewards
 # ---------------------------------------------------------------------------
-
-def last_token_index(mask: torch.Tensor) -> torch.Tensor:
-    """(B,) column of the last 1 in each row of ``mask`` (B, T); error if a row has none."""
-    m = mask.bool()
-    if not m.any(-1).all():
-        row = int((~m.any(-1)).nonzero()[0])
-        raise ValueError(f"last_token_index: `mask` row {row} has no completion token "
-                         "(all 0). Likely cause: the prompt mask or attention mask was "
-                         "passed, or an empty completion was encoded without <eos>.")
-    T = m.shape[1]
-    return T - 1 - m.flip(-1).long().argmax(-1)
-
 
 def token_rewards(score, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
                   mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
@@ -280,7 +268,6 @@ def rollout(policy: PolicyWithValue, ref, tok, prompts: list[str], reward_fn, co
 
 def gold_reward_fn(prompts: list[str], completions: list[str], finished: list[bool]) -> list[float]:
     """The gold judge as a ``reward_fn`` (lecture 02 optimises it directly, on purpose)."""
-    from . import world
 
     return world.gold_rewards(prompts, completions, finished)
 

@@ -16,9 +16,8 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 
-from alignlab.checks import check, ready, summary
+from alignlab.course.checks import check, ready, summary
 
 # %% [markdown]
 # ## 1. A padded batch
@@ -161,7 +160,7 @@ if ready("compute_gae", compute_gae):
 # %%
 summary("02_gae")
 ### BEGIN HIDDEN TESTS
-from alignlab.checks import all_passed
+from alignlab.course.checks import all_passed
 
 assert all_passed("02_gae"), "a reference solution fails its own check"
 assert abs(spread[0] - theory[0]) < 0.02 and abs(spread[-1] - theory[-1]) < 0.1, (spread, theory)

@@ -57,20 +57,30 @@ iteration's training samples; update metrics are means over all minibatches of a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import world
-from .config import override
-from .evaluation import gold_scores, validity
-from .losses import (AdaptiveKLController, FixedKLController, compute_gae, explained_variance,
-                     masked_mean, ppo_clip_loss, value_loss_clipped, whiten)
-from .models import Profile, get_device, seed_everything
+from .. import world
+from ..config import override
+from ..evaluation import Evaluator, gold_scores, validity
+from ..losses import (
+    AdaptiveKLController,
+    FixedKLController,
+    compute_gae,
+    explained_variance,
+    masked_mean,
+    ppo_clip_loss,
+    value_loss_clipped,
+    whiten,
+)
+from ..models import Profile, get_device, seed_everything
+from ..pipeline import load_sft
+from ..registry import Method
+from ..training import History, train
 from .rl import PolicyWithValue, Rollout, gold_reward_fn, new_policy, rollout  # noqa: F401 (new_policy re-exported)
-from .training import History, train
+from .rm import load_reward_model, score_texts
 
 REWARDS = ("rm", "gold")
 
@@ -124,7 +134,7 @@ class PPOConfig:
     """Evaluate with the shared Evaluator every this many iterations."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> "PPOConfig":
+    def for_profile(cls, profile: Profile, **overrides) -> PPOConfig:
         """Defaults for ``profile`` (``full``: a bigger model, larger batches, a smaller lr)."""
         base = cls(max_new_tokens=profile.max_new_tokens)
         if profile.name == "full":
@@ -166,7 +176,6 @@ def rm_reward_fn(rm, tok):
     It scores ``<bos> prompt completion [<eos>]`` at the last real token (``rm.score_texts``),
     in eval mode, without gradient.
     """
-    from .rm import score_texts
 
     def reward_fn(prompts, completions, finished):
         return score_texts(rm, tok, prompts, completions, finished).tolist()
@@ -328,9 +337,6 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     Returns the shared metrics plus ``rm_reward``: the learned RM's mean score of the
     evaluator's samples of the final policy (the proxy the run maximised).
     """
-    from .evaluation import Evaluator
-    from .pipeline import load_sft
-    from .rm import load_reward_model
 
     config = PPOConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
     device = get_device()
@@ -352,3 +358,10 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
                clipfrac=round(history.last("clipfrac"), 4),
                approx_kl=round(history.last("approx_kl"), 5))
     return out
+
+
+METHOD = Method(
+    name="ppo", description="PPO-clip RLHF against the learned reward model (adds rm_reward; --set reward=gold)",
+    config=PPOConfig, run=run,
+    extra_keys=("rm_reward", "reward", "kl_coef", "adaptive", "steps", "clipfrac", "approx_kl"),
+    lecture="03_ppo_rlhf")

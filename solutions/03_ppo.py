@@ -16,9 +16,8 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 
-from alignlab.checks import check, ready, summary
+from alignlab.course.checks import check, ready, summary
 
 # %% [markdown]
 # ## 1. Exercise 1: the clipped policy loss
@@ -157,7 +156,7 @@ assert results["SGD, no clipping (ε = 100)"][0][-1] > 2 and results["Adam, ε =
 # %%
 summary("03_ppo")
 ### BEGIN HIDDEN TESTS
-from alignlab.checks import all_passed
+from alignlab.course.checks import all_passed
 
 assert all_passed("03_ppo"), "a reference solution fails its own check"
 ### END HIDDEN TESTS

@@ -99,11 +99,13 @@ assert world.gold_reward("the acting", "great great great great") < world.gold_r
 assert world.sentiment("the acting great great great great") > world.sentiment("the acting was really wonderful .")
 
 # %% [markdown]
-# Try your own review. In JupyterLab the box is live; executed headless (`python -m alignlab course`, the tests) `alignlab.widgets.interact` shows the default once, so the page still reads well:
+# Try your own review. In JupyterLab the box is live; executed headless (`python -m alignlab course`, the tests) `alignlab.course.widgets.interact` shows the default once, so the page still reads well:
 
 # %%
 import ipywidgets as widgets
-from alignlab.widgets import interact
+
+from alignlab.course.widgets import interact
+
 
 def judge(review="i thought the plot was clever but the ending was weak ."):
     words = review.split()

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 import alignlab
-from alignlab import pg, rl, world
+from alignlab import world
 from alignlab.evaluation import Evaluator
 from alignlab.losses import compute_gae, masked_mean
+from alignlab.methods import pg, rl
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.pipeline import load_sft
 from alignlab.plots import dashboard
@@ -318,11 +319,12 @@ assert v[-1] > v[0] and b2[0] > b2[-1]
 # %% [markdown]
 # ### 7.1 Credit assignment, token by token
 #
-# Turn the knob: for one episode of the trained policy, the critic's values, the TD errors and the GAE advantage of each token. At $\lambda = 0$ each token is judged by the critic's change of mind; at $\lambda = 1$ every token shares the episode's return minus its value. (Executed headless, `alignlab.widgets.interact` draws the plot once, at $\lambda = 0.95$.)
+# Turn the knob: for one episode of the trained policy, the critic's values, the TD errors and the GAE advantage of each token. At $\lambda = 0$ each token is judged by the critic's change of mind; at $\lambda = 1$ every token shares the episode's return minus its value. (Executed headless, `alignlab.course.widgets.interact` draws the plot once, at $\lambda = 0.95$.)
 
 # %%
 import ipywidgets as widgets
-from alignlab.widgets import interact
+
+from alignlab.course.widgets import interact
 
 ro_one = rl.rollout(policy, ref, tok, world.make_prompts(4, "eval", seed=2), rl.gold_reward_fn, config, seed=5)
 cols1 = ro_one.mask[0].bool()

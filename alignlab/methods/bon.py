@@ -1,0 +1,155 @@
+"""Best-of-N: the simplest policy that uses a reward model.
+
+Sample N completions per prompt from the reference, keep the one the reward model
+scores highest. No training at all; its KL to the reference has a closed form,
+``log N - (N - 1) / N`` (Stiennon et al. 2020), exact when samples never tie and an
+upper bound otherwise (Beirami et al. 2024). Lecture 01 uses it to show what a
+reward model buys, lecture 08 to show what over-optimising one costs.
+
+``sample_candidates`` draws nested sets of samples (draw j always uses seed
+``seed + j``), so best-of-k for every k <= N is read from one pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..config import override
+from ..evaluation import Evaluator
+from ..models import Profile
+from ..pipeline import load_sft
+from ..registry import Method
+from ..sampling import Batch, sample
+from ..training import History
+from .rm import RMConfig, load_reward_model, score
+
+
+def bon_kl(n: int) -> float:
+    """Analytic KL(best-of-n || reference) = log n - (n - 1) / n (Stiennon et al. 2020).
+
+    Exact when the n samples never tie; an upper bound otherwise (Beirami et al. 2024).
+    """
+    if n < 1:
+        raise ValueError(f"bon_kl: n must be >= 1, got {n}")
+    return math.log(n) - (n - 1) / n
+
+
+@torch.no_grad()
+def sample_candidates(policy, tok, prompts, n: int, seed: int = 0,
+                      max_new_tokens: int = 32) -> Batch:
+    """``n`` samples per prompt: draw ``j`` of prompt ``i`` is row ``j * len(prompts) + i``.
+
+    Draw ``j`` always uses seed ``seed + j``, so the first ``k`` draws of a call with a larger
+    ``n`` are the same samples: best-of-k for every k <= n comes from nested subsets of one
+    set of samples (draw 0 is what ``sample(policy, ..., seed=seed)`` returns).
+    """
+    if n < 1:
+        raise ValueError(f"best-of-n: n must be >= 1, got {n}")
+    draws = [sample(policy, tok, list(prompts), max_new_tokens, seed=seed + j) for j in range(n)]
+    return Batch.concat(draws, tok.pad_token_id)
+
+
+def as_grid(values, n_prompts: int) -> torch.Tensor:
+    """(n_prompts, n) view of per-candidate values in ``sample_candidates``' row order."""
+    values = torch.as_tensor(values, dtype=torch.float).flatten().cpu()
+    if len(values) % n_prompts:
+        raise ValueError(f"as_grid: {len(values)} values do not split into {n_prompts} prompts")
+    return values.view(-1, n_prompts).T
+
+
+@torch.no_grad()
+def score_candidates(rm, candidates: Batch, n_prompts: int, chunk: int = 1024) -> torch.Tensor:
+    """(n_prompts, n) RM rewards of ``sample_candidates``' output."""
+    device = next(rm.parameters()).device
+    was_training = rm.training
+    rm.eval()
+    order = candidates.attention_mask.sum(-1).argsort(stable=True)  # similar lengths together
+    rewards = torch.empty(len(candidates))
+    for i in range(0, len(order), chunk):
+        rows = order[i:i + chunk]
+        rewards[rows] = score(rm, candidates.take(rows.tolist()).trim().to(device)).cpu()
+    rm.train(was_training)
+    return as_grid(rewards, n_prompts)
+
+
+def select_best(candidates: Batch, rewards: torch.Tensor, n: int) -> tuple[Batch, torch.Tensor]:
+    """Best-of-``n``: per prompt, the argmax of ``rewards`` (n_prompts, n_max) among its first
+    ``n`` draws. Returns (one row per prompt, in prompt order; the kept rewards (n_prompts,))."""
+    P, n_max = rewards.shape
+    if not 1 <= n <= n_max:
+        raise ValueError(f"select_best: n must be in 1..{n_max} (the draws sampled), got {n}")
+    if len(candidates) != P * n_max:
+        raise ValueError(f"select_best: {len(candidates)} candidates but rewards is {P} x {n_max}")
+    best = rewards[:, :n].argmax(-1)
+    rows = best * P + torch.arange(P)
+    return candidates.take(rows.tolist()), rewards[torch.arange(P), best]
+
+
+def best_of_n(policy, rm, tok, prompts, n: int, seed: int = 0, max_new_tokens: int = 32) -> Batch:
+    """Best-of-``n``: sample ``n`` completions per prompt, keep the one ``rm`` scores highest."""
+    candidates = sample_candidates(policy, tok, prompts, n, seed, max_new_tokens)
+    return select_best(candidates, score_candidates(rm, candidates, len(prompts)), n)[0]
+
+
+NS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def bon_sweep(evaluator, candidates: Batch, rewards: torch.Tensor, ns=NS,
+              name: str = "best-of-N") -> History:
+    """Best-of-N under ``rewards`` for every N in ``ns``, from nested subsets of ``candidates``.
+
+    ``candidates``: ``sample_candidates(policy, tok, evaluator.prompts, max(ns))``;
+    ``rewards``: (n_prompts, max(ns)) scores that pick the winner (RM or any judge).
+    Returns a History whose *step is log2 N*, logging the evaluator's judge (gold_reward,
+    win_rate, valid_rate, length), ``kl`` (analytic, ``bon_kl``), ``proxy_reward`` (mean
+    of ``rewards`` over the kept samples) and ``n``. Plot: ``dashboard(h, x_label="log2 N")``.
+    """
+    history = History(name)
+    for n in ns:
+        batch, kept = select_best(candidates, rewards, n)
+        history.log(int(round(math.log2(n))), **evaluator.judge(batch), kl=bon_kl(n),
+                    proxy_reward=kept.mean().item(), n=n)
+    return history
+
+
+
+@dataclass
+class BoNConfig(RMConfig):
+    """Settings of ``run bon``: N, plus the settings of the reward model that picks the winner."""
+
+    n: int = 16
+    """Samples per prompt; the reward model keeps the best one."""
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"BoNConfig.n must be >= 1, got {self.n}")
+
+    def rm_config(self) -> RMConfig:
+        """The reward model's part of these settings."""
+        return RMConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RMConfig)})
+
+
+def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry: best-of-n (``--set n=16``, default 16) under the cached RM, vs the SFT reference.
+
+    Other ``--set`` keys are the reward model's (a different RM is trained and cached).
+    """
+    config = override(BoNConfig.for_profile(profile), overrides or {})
+    n = config.n
+    rm, _ = load_reward_model(profile, seed, config=config.rm_config(), progress=False)
+    sft, tok = load_sft(profile, seed, progress=False)
+    evaluator = Evaluator(sft, tok, seed=seed, profile=profile)
+    candidates = sample_candidates(sft, tok, evaluator.prompts, n, seed, evaluator.max_new_tokens)
+    batch, proxy = select_best(candidates, score_candidates(rm, candidates, len(candidates) // n), n)
+    metrics = {**evaluator.judge(batch), "kl": bon_kl(n), "rm_reward": proxy.mean().item()}
+    return {**{k: round(float(v), 4) for k, v in metrics.items()}, "n": n,
+            "kl_estimator": "analytic: log N - (N-1)/N"}
+
+METHOD = Method(
+    name="bon", description="best-of-N sampling under the learned reward model (adds n; --set n=16)",
+    config=BoNConfig, run=run_bon, extra_keys=("n", "rm_reward", "kl_estimator"),
+    lecture="01_bradley_terry")

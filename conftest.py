@@ -2,6 +2,8 @@
 
 * Kernels started by nbval inherit ``ALIGNLAB_HEADLESS=1``: widgets draw their
   default statically (``alignlab.course.widgets``).
+* Notebook cells and tests that use the trained SFT model (the ``sft`` fixture) are
+  marked ``slow``, so ``python -m pytest -m "not slow"`` is a quick loop.
 * nbval turns each notebook cell into a test item, so ``--durations`` lists cells;
   the table printed at the end adds them up per notebook, the number the course's
   time budgets are about.
@@ -15,6 +17,19 @@ import os
 os.environ.setdefault("ALIGNLAB_HEADLESS", "1")
 
 _NOTEBOOK_SECONDS: dict[str, float] = collections.defaultdict(float)
+
+
+SLOW_FIXTURES = {"sft", "sitting", "graded"}
+"""Fixtures that train models or start kernels: a test using one is slow."""
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if item.nodeid.split("::")[0].endswith(".ipynb") or \
+                SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_logreport(report):

@@ -24,6 +24,7 @@ import sys
 import time
 
 from . import config as config_mod
+from . import metrics
 from .course import exercises, grading, notebooks
 from .course.runner import run_course
 from .methods import REGISTRY
@@ -71,7 +72,9 @@ def cmd_course(args) -> int:
 
 def cmd_notebooks(args) -> int:
     if args.check:
-        stale = notebooks.stale() + [f"{p} (run `python -m alignlab exercises`)" for p in exercises.stale()]
+        stale = notebooks.stale() + [f"exercises/{p}" for p in exercises.stale()]
+        if metrics.DOCS.exists() and metrics.DOCS.read_text() != metrics.markdown():
+            stale.append("docs/metrics.md")
         if stale:
             print("out of step with their sources: " + ", ".join(stale) + f"; fix with `{notebooks.FIX}`",
                   file=sys.stderr)
@@ -79,6 +82,8 @@ def cmd_notebooks(args) -> int:
         print(f"{len(notebooks.sources())} notebooks in step with their .py sources")
         return 0
     written = notebooks.write_all() + exercises.write()
+    if metrics.DOCS.read_text() != metrics.markdown():
+        written.append(metrics.write_docs())
     for p in written:
         print(f"wrote {p}")
     print(f"{len(written)} notebook(s) rebuilt")
@@ -128,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=900, help="seconds per notebook")
     p.set_defaults(func=cmd_course)
 
-    p = sub.add_parser("notebooks", help="rebuild every .ipynb from its percent .py source (and exercises/)")
+    p = sub.add_parser("notebooks", help="rebuild every .ipynb from its percent .py source, exercises/ "
+                                         "and docs/metrics.md")
     p.add_argument("--check", action="store_true", help="only check; exit 1 naming the stale notebooks")
     p.set_defaults(func=cmd_notebooks)
 

@@ -5,6 +5,26 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from .models import Profile, get_profile
+
+
+def for_profile(cls, profile: Profile | str | None = None, full: dict | None = None, **overrides):
+    """An instance of settings dataclass ``cls`` sized for ``profile``, then ``overrides``.
+
+    ``profile``: a ``models.Profile``, a profile name, or None (``models.get_profile``
+    picks one). The class's defaults are the ``quick`` (and ``micro``) sizes; ``full``
+    replaces some of them on the ``full`` profile. A class with a ``max_new_tokens``
+    field takes the profile's completion length. ``overrides`` go last, converted from
+    strings by ``override`` (``--set steps=10``), unknown names rejected.
+    """
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    sizes = {}
+    if "max_new_tokens" in {f.name for f in dataclasses.fields(cls)}:
+        sizes["max_new_tokens"] = profile.max_new_tokens
+    if profile.name == "full":
+        sizes.update(full or {})
+    return override(cls(), {**sizes, **overrides})
+
 
 def override(config, overrides: dict):
     """A copy of dataclass ``config`` with fields replaced from ``overrides``.

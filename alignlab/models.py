@@ -3,7 +3,7 @@
 A *profile* fixes the size of everything: the model, the data, the number of
 steps. ``quick`` is made for a 2-core laptop CPU; ``full`` for one modern GPU.
 ``get_profile()`` picks ``full`` when CUDA is there and ``quick`` otherwise;
-``ALIGNLAB_PROFILE=quick|full`` forces one. ``get_device()`` tries CUDA, then
+``ALIGNLAB_PROFILE=quick|full`` forces one (``micro``: seconds-long runs for tests). ``get_device()`` tries CUDA, then
 Apple MPS, then the CPU; ``ALIGNLAB_DEVICE`` forces one.
 """
 
@@ -53,6 +53,11 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(name="full", n_layer=4, n_head=4, n_embd=128, corpus_size=60_000,
                     pretrain_steps=1500, sft_steps=600, batch_size=128, lr=1e-3,
                     eval_prompts=512),
+    # Seconds-long runs for the test suite and smoke checks: the code paths of the course,
+    # not its results (the model is too small and too briefly trained to learn much).
+    "micro": Profile(name="micro", n_layer=1, n_head=2, n_embd=48, corpus_size=4_000,
+                     pretrain_steps=300, sft_steps=200, batch_size=32, eval_prompts=16,
+                     max_new_tokens=24),
 }
 
 

@@ -18,20 +18,20 @@ import random
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
-from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
+from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from . import cache, world
 from .models import Profile, get_device, get_profile, new_lm, seed_everything, settings_dict
 from .registry import Method
 from .sampling import encode, token_logprobs
 from .tokenizer import train_tokenizer
-from .training import History, train
+from .training import History, cosine_schedule, cycle, make_optimizer, optimizer_step, train
 
 
 def _optimizer(model, lr: float, steps: int):
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
-    return opt, get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+    """AdamW (weight decay 0.01, beta2 0.95) with a 5% warm-up and cosine decay: both stages."""
+    opt = make_optimizer(model, lr, weight_decay=0.01, betas=(0.9, 0.95))
+    return opt, cosine_schedule(opt, steps)
 
 
 def _settings(profile: Profile, seed: int) -> dict:
@@ -39,7 +39,11 @@ def _settings(profile: Profile, seed: int) -> dict:
 
 
 def pretrain(profile: Profile, seed: int = 0, device=None, progress: bool = True):
-    """Train the tokenizer and the base model on the corpus. Returns (model, tokenizer, losses)."""
+    """Train the tokenizer and the base model on the corpus, on the shared loop.
+
+    Each step reads ``profile.batch_size`` random windows of the token stream. Returns
+    (model, tokenizer, losses), one loss per step.
+    """
     device = device or get_device()
     seed_everything(seed)
     corpus = world.make_corpus(profile.corpus_size, seed)
@@ -50,19 +54,18 @@ def pretrain(profile: Profile, seed: int = 0, device=None, progress: bool = True
     opt, sched = _optimizer(model, profile.lr, profile.pretrain_steps)
     block = profile.n_positions - 1
     gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in tqdm(range(profile.pretrain_steps), desc="pretrain", disable=not progress):
+
+    def step_fn(step: int) -> dict:
         starts = torch.randint(0, len(stream) - block, (profile.batch_size,), generator=gen)
         x = torch.stack([stream[s:s + block] for s in starts.tolist()])
         x = torch.cat([torch.full((len(x), 1), tok.bos_token_id), x], 1).to(device)
         loss = -token_logprobs(model, x, torch.ones_like(x))[:, 1:].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(round(loss.item(), 4))
-    return model, tok, losses
+        grad_norm = optimizer_step(loss, opt, model, 1.0, sched)
+        return {"loss": loss.item(), "grad_norm": grad_norm}
+
+    history = train(model, step_fn, profile.pretrain_steps, history=History("pretrain"),
+                    desc="pretrain", progress=progress)
+    return model, tok, [round(v, 4) for v in history.series("loss")[1]]
 
 
 def sft_pairs(n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -90,15 +93,10 @@ def finetune(model, tok, profile: Profile, seed: int = 0, progress: bool = True,
     B = profile.batch_size
 
     def step_fn(step: int) -> dict:
-        i = (step - 1) * B
-        batch = encode(tok, prompts[i:i + B], completions[i:i + B], device=device)
+        batch = encode(tok, cycle(prompts, B, step), cycle(completions, B, step), device=device)
         loss = sft_loss(model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
+        grad_norm = optimizer_step(loss, opt, model, 1.0, sched)
+        return {"loss": loss.item(), "grad_norm": grad_norm}
 
     return train(model, step_fn, profile.sft_steps, evaluator, eval_every, History("sft"),
                  desc="sft", progress=progress)
@@ -167,4 +165,5 @@ def run_sft(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
 
 METHOD = Method(
     name="sft", description="pretrain + supervised fine-tune the tiny GPT-2 (the reference policy)",
-    config=None, run=run_sft, lecture="00_pipeline")
+    config=None, run=run_sft, lecture="00_pipeline",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm"))

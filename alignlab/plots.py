@@ -5,13 +5,16 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from .evaluation import KL_ESTIMATOR
+from .metrics import SHARED
 
-PANELS = [
-    ("gold_reward", "gold reward (mean, held-out prompts)"),
-    ("kl", f"KL(π ‖ π_ref) per sequence\n[{KL_ESTIMATOR}]"),
-    ("win_rate", "win-rate vs π_ref (gold judge, ties ½)"),
-    ("valid_rate", "valid-review rate"),
-]
+TITLES = {
+    "gold_reward": "gold reward (mean, held-out prompts)",
+    "kl": f"KL(π ‖ π_ref) per sequence\n[{KL_ESTIMATOR}]",
+    "win_rate": "win-rate vs π_ref (gold judge, ties ½)",
+    "valid_rate": "valid-review rate",
+}
+"""Panel titles of the shared metrics (defined in ``alignlab.metrics``)."""
+PANELS = [(key, TITLES[key]) for key in SHARED]
 
 
 def dashboard(*histories, title: str | None = None, extra: tuple[str, ...] = (),

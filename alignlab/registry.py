@@ -15,7 +15,9 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SHARED_KEYS = ("method", "profile", "seed", "seconds", "gold_reward", "kl", "win_rate", "valid_rate")
+from .metrics import SHARED
+
+SHARED_KEYS = ("method", "profile", "seed", "seconds", *SHARED)
 """Keys of every ``python -m alignlab run`` JSON line (the README promises them)."""
 
 
@@ -37,6 +39,8 @@ class Method:
     """Keys its JSON line adds to ``SHARED_KEYS``."""
     lecture: str = ""
     """The lecture notebook that teaches it."""
+    smoke: dict = dataclasses.field(default_factory=dict)
+    """Settings that make a run on the ``micro`` profile take seconds (tests, smoke checks)."""
 
     def settings(self, profile=None) -> list[tuple[str, str, object, str]]:
         """(name, type, default for ``profile``, one-line doc) of each setting."""

@@ -72,8 +72,6 @@ for _name, _words in LEXICON.items():
     GRAMMAR[_name] = [(1.0, [w]) for w in _words]
 
 START = "REVIEW"
-# Completions continue a prompt; they never need more than this many words.
-MAX_COMPLETION_WORDS = 40
 
 
 def fingerprint() -> str:

@@ -190,9 +190,9 @@ for gap in [-10.0, -50.0, -100.0, -200.0]:
 # A reward model must judge the outputs of the policy it will steer, so its data comes from the SFT model itself (the notes' "generate with the model, then have humans compare"): two samples per **train** prompt, labelled by the Bradley-Terry annotator with temperature $\tau = 0.1$. The held-out set uses fresh samples on **eval** prompts, never seen in training. `R.preference_data` wraps `data.sample_pairs`.
 
 # %%
-train_ds = R.preference_data(sft, tok, config.n_pairs, "train", config.temperature, seed=0,
+train_ds = R.preference_data(sft, tok, config.n_pairs, "train", config.annotator_temperature, seed=config.seed,
                              max_new_tokens=profile.max_new_tokens)
-eval_ds = R.preference_data(sft, tok, config.n_eval_pairs, "eval", config.temperature, seed=0,
+eval_ds = R.preference_data(sft, tok, config.n_eval_pairs, "eval", config.annotator_temperature, seed=config.seed,
                             max_new_tokens=profile.max_new_tokens)
 print(train_ds)
 for row in train_ds.select(range(3)):
@@ -261,10 +261,10 @@ assert abs(step0["eval_loss"] - np.log(2)) < 0.05 and abs(step0["eval_accuracy"]
 # %% [markdown]
 # ## 7. Training the reward model
 #
-# `R.train_reward_model` runs the shared loop (`training.train`) with one step per minibatch of pairs: chosen and rejected go through the model in one batch, the loss is `bt_loss` plus a small centering term (section 10), then AdamW. Minibatches group pairs of similar length, which halves the padding the CPU computes. It logs the metrics defined at the top of `alignlab/methods/rm.py`; held-out accuracy is measured every `eval_every` steps.
+# `R.train_reward_model` runs the shared loop (`training.train`) with one step per minibatch of pairs: chosen and rejected go through the model in one batch, the loss is `bt_loss` plus a small centering term (section 10), then AdamW. Minibatches group pairs of similar length, which halves the padding the CPU computes. It logs `R.METHOD.metrics`, each defined once, with what healthy looks like, in `alignlab.metrics` (and `docs/metrics.md`); held-out accuracy is measured every `eval_every` steps.
 
 # %%
-history = R.train_reward_model(rm, tok, train_ds, config, eval_fn=eval_ds, seed=0)
+history = R.train_reward_model(rm, tok, train_ds, config, eval_fn=eval_ds)   # minibatch order: config.seed
 R.save_reward_model(rm, tok, history, profile, seed=0, config=config)   # lecture 03 loads it from the cache
 rm_acc = history.last("eval_accuracy")
 print(f"held-out accuracy vs gold (gap > {config.min_gap}): {rm_acc:.3f}   vs labels: {history.last('eval_label_acc'):.3f}")
@@ -304,7 +304,7 @@ flip = np.random.default_rng(1).random(len(r_ch)) < 0.5
 pred = torch.sigmoid(torch.where(torch.tensor(flip), r_rej - r_ch, r_ch - r_rej)).numpy()
 first_chosen = ~flip
 g_ch, g_rej = np.array(eval_ds["gold_chosen"]), np.array(eval_ds["gold_rejected"])
-true_p = data.bt_probability(np.where(flip, g_rej, g_ch), np.where(flip, g_ch, g_rej), config.temperature)
+true_p = data.bt_probability(np.where(flip, g_rej, g_ch), np.where(flip, g_ch, g_rej), config.annotator_temperature)
 
 # %% [markdown]
 # The reliability diagram: a perfectly calibrated model lies on the diagonal. The title gives the ECE (expected calibration error: the mean distance from the diagonal, weighted by the pairs in each bin). With 512 held-out pairs a bin holds a few dozen pairs, so wiggles of about ±0.05 are noise.

@@ -136,7 +136,7 @@ assert torch.allclose(loss, pg.pg_losses(policy, ro, none_cfg)["loss"])
 
 # %%
 reinforce_cfg = dataclasses.replace(config, baseline="none", critic="shared", steps=config.steps // 2, grad_var_every=5)
-train_prompts = world.make_prompts(config.steps * config.batch, "train", seed=0)
+train_prompts = world.make_prompts(config.steps * config.batch_size, "train", seed=0)
 seed_everything(0)
 pi_none = pg.new_policy(ref, "shared")
 h_none = pg.train_pg(pi_none, ref, tok, train_prompts, reinforce_cfg, evaluator, name="REINFORCE")
@@ -176,7 +176,7 @@ dashboard(h_none, h_mean, extra=("score",), title="REINFORCE, without and with a
 # Because $g_i(G + c) = g_i(G) + c\, g_i(1)$, two per-episode gradients also give the variance for *any* constant shift $c$ of the reward: the right panel takes the trained REINFORCE policy and asks what the variance would be had the judge's scores been shifted by $c$ (as if every answer earned a bonus $c$).
 
 # %%
-ro_fixed = rl.rollout(pi_none, ref, tok, world.make_prompts(config.batch, "train", seed=3), rl.gold_reward_fn, config, seed=3)
+ro_fixed = rl.rollout(pi_none, ref, tok, world.make_prompts(config.batch_size, "train", seed=3), rl.gold_reward_fn, config, seed=3)
 G_fixed = pg.returns_to_go(ro_fixed.rewards, ro_fixed.mask)
 grads = pg.per_episode_grads(pi_none, ro_fixed, {"G": G_fixed, "one": ro_fixed.mask})
 shifts = np.linspace(-1.5, 1.5, 31)
@@ -261,17 +261,17 @@ print("GAE checks passed")
 # %% [markdown]
 # ## 6. The actor-critic: GAE advantages and a KL penalty
 #
-# Each step: roll out `config.batch` prompts, compute per-token rewards (score + KL penalty, $\beta$ = `config.kl_coef`), GAE($\gamma{=}1$, $\lambda{=}0.95$) advantages from the critic's values, whiten them over the batch, and take one step on
+# Each step: roll out `config.batch_size` prompts, compute per-token rewards (score + KL penalty, $\beta$ = `config.kl_coef`), GAE($\gamma{=}1$, $\lambda{=}0.95$) advantages from the critic's values, whiten them over the batch, and take one step on
 #
 # $$ L = -\,\overline{\hat A_t \log\pi_\theta(a_t\mid s_t)} \;+\; c_v \cdot \tfrac12\,\overline{\big(V_\phi(s_t) - \hat R_t\big)^2}, \qquad \hat R_t = \hat A_t + V(s_t), $$
 #
-# (bars: means over completion tokens). The value targets $\hat R_t$ are the $\lambda$-returns. `explained_var` (logged) says how much of the returns' variance the critic explains: 1 perfect, 0 no better than a constant.
+# (bars: means over completion tokens). The value targets $\hat R_t$ are the $\lambda$-returns. `explained_variance` (logged) says how much of the returns' variance the critic explains: 1 perfect, 0 no better than a constant.
 
 # %%
 seed_everything(0)
 policy = pg.new_policy(ref, config.critic)
 h_gae = pg.train_pg(policy, ref, tok, train_prompts, config, evaluator, name="GAE actor-critic + KL")
-dashboard(h_none, h_mean, h_gae, extra=("score", "explained_var"), title="policy gradients on the gold reward"); plt.show()
+dashboard(h_none, h_mean, h_gae, extra=("score", "explained_variance"), title="policy gradients on the gold reward"); plt.show()
 final = h_gae.final()
 print(final)
 
@@ -360,16 +360,16 @@ alignlab.report(h_gae, notebook="02_policy_gradients", score=round(h_gae.last("s
 # * With GAE($\lambda{=}0.95$), whitening and $\beta = 0.05$, the tiny GPT-2 beats the SFT reference on most held-out prompts while staying valid.
 #
 # **Pitfalls, and how to see them in the logs**
-# * *Off-by-one between log-probs and values.* If column $t$ held $V(s_{t+1})$, a value that has already seen $a_t$, the baseline would cancel the very action it is meant to judge. Symptom: `explained_var` looks good but the policy barely improves. `rl`'s diagram and `test_values_are_for_the_state_before_each_action` pin the alignment.
+# * *Off-by-one between log-probs and values.* If column $t$ held $V(s_{t+1})$, a value that has already seen $a_t$, the baseline would cancel the very action it is meant to judge. Symptom: `explained_variance` looks good but the policy barely improves. `rl`'s diagram and `test_values_are_for_the_state_before_each_action` pin the alignment.
 # * *Reward on the last column instead of the last real token.* With padding, short completions would be scored on a pad token. Symptom: `score` and the sum of rewards disagree; the test `test_score_lands_on_last_real_completion_token` catches it.
-# * *Log-probs at another temperature than sampling.* They then belong to another distribution than the one that produced the tokens: the gradient and the KL penalty are silently wrong. `rl.rollout` computes both at `config.temperature`; lecture 03's step-0 check (PPO ratio exactly 1) catches a mismatch.
+# * *Log-probs at another temperature than sampling.* They then belong to another distribution than the one that produced the tokens: the gradient and the KL penalty are silently wrong. `rl.rollout` computes both at `config.sampling_temperature`; lecture 03's step-0 check (PPO ratio exactly 1) catches a mismatch.
 # * *Whitening REINFORCE's returns* is a baseline in disguise (it subtracts the mean): compare estimators with it switched off.
-# * *A critic that learns nothing.* `explained_var` near 0 or negative. Small $\lambda$ then gives advantages that are mostly the critic's noise; keep $\lambda$ near 1 (or give the critic its own trunk, as here).
+# * *A critic that learns nothing.* `explained_variance` near 0 or negative. Small $\lambda$ then gives advantages that are mostly the critic's noise; keep $\lambda$ near 1 (or give the critic its own trunk, as here).
 # * *KL running away.* `rollout_kl` and `kl_penalty` climbing steadily, valid rate falling: raise `kl_coef` or lower `lr`.
 #
 # ## 10. Exercises
 #
-# 1. Train with `critic="shared"` (`dataclasses.replace(config, critic="shared")`). Compare `explained_var` and the $\lambda$ experiment. Why does a 2-layer model's last hidden state not know the review's sentiment?
+# 1. Train with `critic="shared"` (`dataclasses.replace(config, critic="shared")`). Compare `explained_variance` and the $\lambda$ experiment. Why does a 2-layer model's last hidden state not know the review's sentiment?
 # 2. Implement the leave-one-out baseline $b_i = \frac{1}{B-1}\sum_{j\ne i} G_j$ (RLOO) with `pg.per_episode_grads` and compare its variance with the batch mean and with the optimal constant $b^*$ of section 4.
 # 3. Set `kl_coef` to 0 and to 0.2. How do the final KL, win-rate and valid rate move? Where would you stop?
 # 4. Use $\gamma = 0.9$. Which reviews does the policy now prefer, and why (hint: how does a reward at the end reach the first token)?

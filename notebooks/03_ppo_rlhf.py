@@ -24,9 +24,10 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown
 
 import alignlab
-from alignlab import losses, world
+from alignlab import losses, metrics, world
 from alignlab.course.widgets import interact
 from alignlab.evaluation import Evaluator
 from alignlab.methods import ppo, rl
@@ -166,12 +167,12 @@ print(config)
 # %% [markdown]
 # ### 4.1 Rollout: sample from the policy
 #
-# The policy is a copy of the SFT model plus a **value head** (lecture 02's `PolicyWithValue`: one transformer pass gives both the token log-probs and the values $V(s_t)$; the head starts at exactly 0). `rl.rollout` samples one completion per prompt, **left-padded** so that all prompts end in the same column, at `config.temperature`, and records without gradient everything an update needs. Every log-prob (the sampling policy's "old" ones, the reference's, and later the new ones) is computed at that **same temperature**: the ratio compares the distributions that actually produced the tokens.
+# The policy is a copy of the SFT model plus a **value head** (lecture 02's `PolicyWithValue`: one transformer pass gives both the token log-probs and the values $V(s_t)$; the head starts at exactly 0). `rl.rollout` samples one completion per prompt, **left-padded** so that all prompts end in the same column, at `config.sampling_temperature`, and records without gradient everything an update needs. Every log-prob (the sampling policy's "old" ones, the reference's, and later the new ones) is computed at that **same temperature**: the ratio compares the distributions that actually produced the tokens.
 
 # %%
 seed_everything(0)
 policy = ppo.new_policy(ref)
-prompts = world.make_prompts(config.batch, "train", seed=0)
+prompts = world.make_prompts(config.batch_size, "train", seed=0)
 ro = rl.rollout(policy, ref, tok, prompts, rm_fn, config, seed=1)
 print("input_ids", tuple(ro.batch.input_ids.shape), "| completion tokens per row:", ro.mask.sum(-1)[:8].int().tolist(), "...")
 for p, c, s in list(zip(ro.batch.prompts, ro.batch.completions, ro.scores))[:3]:
@@ -231,7 +232,7 @@ assert torch.allclose(returns[:, -1], ro.rewards[:, -1])       # last column: R 
 
 # %%
 idx = torch.arange(config.minibatch)
-logp, values = policy(ro.batch.input_ids[idx], ro.batch.attention_mask[idx], config.temperature)
+logp, values = policy(ro.batch.input_ids[idx], ro.batch.attention_mask[idx], config.sampling_temperature)
 ratio = torch.exp(logp - ro.logprobs[idx])[ro.mask[idx].bool()]
 print(f"first minibatch: ratio min {ratio.min().item()}, max {ratio.max().item()}")
 assert (ratio == 1).all()
@@ -252,16 +253,13 @@ lib, _ = losses.value_loss_clipped(v, v_old, R, mask, clip_eps=0.2)
 assert torch.isclose(clipped_value_loss(v, v_old, R, mask), lib, atol=1e-6)
 
 # %% [markdown]
-# The total minibatch loss is $L^{CLIP}$'s negative plus `vf_coef` times $L^V$; `ppo.minibatch_loss` computes it with the library's pure functions and returns the statistics PPO is judged by. Each is defined once here (and in `alignlab/methods/ppo.py`):
-#
-# | metric | definition | healthy |
-# |---|---|---|
-# | `clipfrac` | fraction of completion tokens where the clipped term is the one selected (so the token gets no gradient) | 0 at the first minibatch, then roughly 0.05-0.2; near 0 means timid updates, above 0.3 too large |
-# | `approx_kl` | $k_3$ estimate of $\mathrm{KL}(\pi_\text{old}\,\|\,\pi_\theta)$ per token: mean of $(\rho - 1) - \log\rho$, always $\ge 0$ | 0 at the first minibatch, then ~0.01-0.05; large values mean the trust region is being left |
-# | `vf_loss` | the clipped value loss $L^V$ above | falls as the value head learns |
-# | `explained_variance` | $1 - \mathrm{Var}(R - V_\text{old}) / \mathrm{Var}(R)$ over the rollout's tokens, measured before the update | 0 at the start (V = 0), rising towards 1; negative means the value head is worse than a constant |
-#
-# (`ratio_mean` is the token mean of $\rho$; the other logged numbers are listed in the module's docstring.) At the first minibatch the sanity numbers are exact:
+# The total minibatch loss is $L^{CLIP}$'s negative plus `vf_coef` times $L^V$; `ppo.minibatch_loss` computes it with the library's pure functions and returns the statistics PPO is judged by. Every logged metric is defined once, in `alignlab.metrics` (the same table generates `docs/metrics.md`); these are the ones to watch:
+
+# %%
+Markdown(metrics.table(["clipfrac", "approx_kl", "ratio_mean", "vf_loss", "explained_variance"]))
+
+# %% [markdown]
+# (`metrics.table(ppo.METHOD.metrics)` lists everything `train_ppo` logs.) At the first minibatch the sanity numbers are exact:
 
 # %%
 loss, stats = ppo.minibatch_loss(policy, ro, adv, returns, idx, config)
@@ -272,7 +270,7 @@ assert stats["ratio_mean"] == 1.0 and stats["approx_kl"] == 0.0 and stats["clipf
 # **Pitfall, seen in the numbers.** Compute the new log-probs at another temperature than the one the tokens were sampled at, and PPO already "sees" a KL and clips tokens before it has taken a single step:
 
 # %%
-wrong = ppo.PPOConfig.for_profile(profile, temperature=0.7)
+wrong = ppo.PPOConfig.for_profile(profile, sampling_temperature=0.7)
 _, bad = ppo.minibatch_loss(policy, ro, adv, returns, idx, wrong)
 print(f"temperature mismatch, first minibatch: approx_kl {bad['approx_kl']:.3f}, clipfrac {bad['clipfrac']:.3f}")
 assert bad["approx_kl"] > 0.01 and bad["clipfrac"] > 0.05
@@ -283,21 +281,21 @@ assert bad["approx_kl"] > 0.01 and bad["clipfrac"] > 0.05
 # `ppo.ppo_update` shuffles the rollout into minibatches, takes one AdamW step per minibatch (gradient norm clipped to `max_grad_norm`) and repeats for `ppo_epochs` passes. Within one iteration the policy moves away from $\pi_\text{old}$: watch `approx_kl` and `clipfrac` grow from exactly 0, and the clip start to hold the ratio back.
 
 # %%
-opt = ppo.make_optimizer(policy, config)
+opt = ppo.make_optimizer(policy, config.lr, config.value_lr)   # one lr for the LM, one for the value head
 steps = ppo.ppo_update(policy, opt, ro, config, torch.Generator().manual_seed(0))
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.5))
 for ax, key in zip(axes, ["approx_kl", "clipfrac", "grad_norm"]):
     ax.plot([s[key] for s in steps], "o-"); ax.set_title(key); ax.set_xlabel("minibatch step")
 for ax in axes[:2]:
     for e in range(1, config.ppo_epochs):
-        ax.axvline(e * config.batch // config.minibatch - 0.5, c="grey", lw=0.6, ls="--")
+        ax.axvline(e * config.batch_size // config.minibatch - 0.5, c="grey", lw=0.6, ls="--")
 plt.tight_layout(); plt.show()
 print(f"{len(steps)} minibatch steps; explained variance before the update: {steps[0]['explained_variance']:.3f}")
 
 # %% [markdown]
 # ## 5. PPO against the reward model, with a fixed $\beta$
 #
-# `ppo.train_ppo` repeats the iteration on the shared training loop (`training.train`): each iteration is one rollout of `config.batch` fresh prompts and `ppo_epochs` passes of minibatch updates; the shared `Evaluator` measures gold reward, KL and win-rate against $\pi_\text{ref}$ on held-out prompts every `eval_every` iterations. One helper runs each configuration of this notebook:
+# `ppo.train_ppo` repeats the iteration on the shared training loop (`training.train`): each iteration is one rollout of `config.batch_size` fresh prompts and `ppo_epochs` passes of minibatch updates; the shared `Evaluator` measures gold reward, KL and win-rate against $\pi_\text{ref}$ on held-out prompts every `eval_every` iterations. One helper runs each configuration of this notebook:
 
 # %%
 def run_ppo(name, **overrides):
@@ -372,7 +370,7 @@ plt.tight_layout(); plt.show()
 
 # %%
 dashboard(h_fixed, h_adapt, title="fixed β vs adaptive β (PPO-KL)", extra=("rm_reward",)); plt.show()
-print("fixed:   ", h_fixed.final(), "\nadaptive:", h_adapt.final(), f" final β = {h_adapt.ctl.beta:.3f}")
+print("fixed:   ", h_fixed.final(), "\nadaptive:", h_adapt.final(), f" last β = {h_adapt.last('kl_coef'):.3f}")
 
 # %% [markdown]
 # ## 7. Reward hacking, live: $\beta = 0$

@@ -24,9 +24,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown
 
 import alignlab
-from alignlab import losses, pipeline
+from alignlab import losses, metrics, pipeline
 from alignlab.course.widgets import interact
 from alignlab.evaluation import Evaluator, gold_scores
 from alignlab.methods import dpo
@@ -316,14 +317,12 @@ for i in range(5):
 # %% [markdown]
 # ### 5.5 The implicit rewards, as TRL logs them
 #
-# | metric | definition | healthy |
-# |---|---|---|
-# | `rewards/chosen` | mean $\beta\log\frac{\pi_\theta(y_w)}{\pi_\text{ref}(y_w)}$ over the batch | 0 at step 0 |
-# | `rewards/rejected` | the same for $y_l$ | 0 at step 0, then falls |
-# | `rewards/margins` | mean of chosen minus rejected reward | 0 at step 0, then grows |
-# | `rewards/accuracies` | fraction of pairs with chosen reward > rejected | rises towards 1 |
-# | `logps/chosen`, `logps/rejected` | mean summed $\log\pi_\theta(y)$ | often *both* fall |
-#
+# `dpo.train_dpo` logs TRL's names; each is defined once, in `alignlab.metrics` (the same table generates `docs/metrics.md`):
+
+# %%
+Markdown(metrics.table(["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"]))
+
+# %% [markdown]
 # They are per-batch numbers on the training pairs, hence noisy; the dashed lines are running means over 10 steps.
 
 # %%

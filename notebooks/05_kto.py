@@ -52,7 +52,7 @@ print(config)
 #
 # DPO (lecture 04) needs **pairs**: two completions for the same prompt and a person who compares them. That is expensive: two generations, a careful side-by-side judgement, and the pair is useless if both answers are equally good or bad. What products collect for free is **unpaired binary feedback**: one answer, and a thumbs up or a thumbs down. It is plentiful, but it has no second answer to compare with, and the two classes are rarely balanced.
 #
-# KTO (Kahneman-Tversky Optimization) learns from exactly that. Our thumbs come from the world's judge: the SFT model answers training prompts, and a noisy annotator gives a thumbs up with probability $\sigma\big((r^*(x,y) - t)/\tau\big)$, where $r^*$ is the gold reward, $t$ = `threshold` (here a clearly positive review) and $\tau$ = `temperature` the noise (`data.annotate_binary`). Columns follow TRL's unpaired format; `gold` is kept for analysis only, training never reads it.
+# KTO (Kahneman-Tversky Optimization) learns from exactly that. Our thumbs come from the world's judge: the SFT model answers training prompts, and a noisy annotator gives a thumbs up with probability $\sigma\big((r^*(x,y) - t)/\tau\big)$, where $r^*$ is the gold reward, $t$ = `threshold` (here a clearly positive review) and $\tau$ = `annotator_temperature` the noise (`data.annotate_binary`). Columns follow TRL's unpaired format; `gold` is kept for analysis only, training never reads it.
 
 # %%
 feedback = kto.make_feedback(ref, tok, config, profile.max_new_tokens)
@@ -403,7 +403,7 @@ plt.tight_layout(); plt.show()
 #
 # ## 8. Exercises
 #
-# 1. Make the annotator noisier (`temperature=0.5` in `KTOConfig`) and rebuild the feedback. The paper argues KTO is robust to noisy labels because $\sigma$ saturates: an example the policy already finds very unlikely (or likely) stops contributing. Does KTO lose less win-rate than DPO with a noisier Bradley-Terry annotator (`DPOConfig(annotator_temperature=0.5)`)?
+# 1. Make the annotator noisier (`annotator_temperature=0.5` in `KTOConfig`) and rebuild the feedback. The paper argues KTO is robust to noisy labels because $\sigma$ saturates: an example the policy already finds very unlikely (or likely) stops contributing. Does KTO lose less win-rate than DPO with a noisier Bradley-Terry annotator (`DPOConfig(annotator_temperature=0.5)`)?
 # 2. Replace the mismatched-pair estimate by an **on-policy** one: sample completions from the policy every 10 steps and compute $\mathrm{KL}(\pi_\theta\|\pi_\text{ref})$ on them (the evaluator's `kl`). Does $z_0$ now move, and does it change the result?
 # 3. Drop 99% of the desirable examples. What $\lambda_D$ does the recommendation give, and does training survive it?
 # 4. Set `threshold=0.0` (a thumbs-up for any positive review). How do the desirable fraction, $\lambda_D$ and the final win-rate change?

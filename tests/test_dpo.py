@@ -90,6 +90,7 @@ def test_discrete_dpo_loss_is_the_library_dpo_loss():
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-12)
 
 
+@pytest.mark.slow  # a few seconds each: exact discrete optimisation
 def test_dpo_on_expected_preferences_recovers_the_optimum_exactly(problem):
     out = dpo.discrete_dpo_check(problem, n_pairs=None)
     assert out["tv_start"] > 0.1  # the check is not vacuous: pi_ref is far from pi*
@@ -97,6 +98,7 @@ def test_dpo_on_expected_preferences_recovers_the_optimum_exactly(problem):
     assert out["losses"][-1] < out["losses"][0]
 
 
+@pytest.mark.slow  # a few seconds each: exact discrete optimisation
 def test_dpo_on_sampled_preferences_recovers_the_optimum(problem):
     """The issue's tolerance: 200k Bradley-Terry-sampled pairs give TV(pi_dpo, pi*) < 0.02."""
     out = dpo.discrete_dpo_check(problem, n_pairs=200_000, seed=0)
@@ -105,6 +107,7 @@ def test_dpo_on_sampled_preferences_recovers_the_optimum(problem):
     assert np.ptp((problem.r - implicit)[problem.pi_ref > 0.01]) < 0.1 * np.ptp(problem.r) + 0.05
 
 
+@pytest.mark.slow  # a few seconds each: exact discrete optimisation
 def test_too_few_pairs_is_visibly_worse():
     problem = dpo.discrete_problem(6, 0.5, 0)
     few = dpo.discrete_dpo_check(problem, n_pairs=50, seed=0)["tv"]

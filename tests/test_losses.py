@@ -6,8 +6,11 @@ comparison is against the installed TRL, not against a copy of its formula.
 """
 
 import functools
+import json
 import math
+import sys
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,15 +18,23 @@ import torch
 
 from alignlab import losses as L
 
-try:  # TRL >= 1.0 internals: DPOTrainer._compute_loss, KTOTrainer._compute_loss, RewardTrainer.compute_loss
+# The live cross-checks call TRL's trainer internals (DPOTrainer._compute_loss,
+# KTOTrainer._compute_loss, RewardTrainer.compute_loss), so they are pinned to the TRL
+# version they were written against; the test extra installs it. TRL's outputs on fixed
+# inputs are also frozen in tests/fixtures/trl_1_16_reference.json, which the losses are
+# compared with whatever TRL is installed (or none): those checks never skip.
+TRL_VERSION = "1.16"
+REFERENCE = Path(__file__).parent / "fixtures" / "trl_1_16_reference.json"
+try:
+    import trl
     from trl.trainer import dpo_trainer as trl_dpo
     from trl.trainer import kto_trainer as trl_kto
     from trl.trainer import reward_trainer as trl_reward
 
-    HAVE_TRL = hasattr(trl_dpo.DPOTrainer, "_compute_loss") and hasattr(trl_kto.KTOTrainer, "_compute_kl_logps")
+    HAVE_TRL = trl.__version__.startswith(TRL_VERSION + ".")
 except ImportError:
     HAVE_TRL = False
-needs_trl = pytest.mark.skipif(not HAVE_TRL, reason="needs TRL >= 1.0 (pip install -e '.[test]')")
+needs_trl = pytest.mark.skipif(not HAVE_TRL, reason=f"needs TRL {TRL_VERSION}.x (pip install -e '.[test]')")
 
 
 @pytest.fixture(autouse=True)
@@ -552,3 +563,76 @@ def test_nan_and_bad_dtype_inputs_name_the_argument():
         L.dpo_loss(torch.tensor([1, 2]), torch.zeros(2), torch.zeros(2), torch.zeros(2))
     with pytest.raises(ValueError, match="policy_chosen_logps.*dimension"):
         L.dpo_loss(torch.zeros(2, 5), torch.zeros(2), torch.zeros(2), torch.zeros(2))
+
+
+# ---------------------------------------------------------------------------
+# Frozen TRL 1.16 reference numbers: the losses agree with them without TRL installed
+# ---------------------------------------------------------------------------
+
+
+def _reference_cases() -> dict[str, dict]:
+    """Fixed inputs (plain lists) of each frozen case, drawn from a seeded generator."""
+    g = torch.Generator().manual_seed(1234)
+
+    def randn(n, scale=1.0, shift=0.0):
+        return (torch.randn(n, generator=g) * scale + shift).tolist()
+
+    pc, pr = randn(8, 5, -20), randn(8, 5, -20)
+    policy = randn(10, 4, -30)
+    ref_kl = randn(10, 1, -30)
+    return {
+        "bt": {"rc": randn(16, 3), "rr": randn(16, 3)},
+        "bt_margin": {"rc": randn(16, 3), "rr": randn(16, 3), "margin": torch.rand(16, generator=g).tolist()},
+        "dpo_beta0.1": {"pc": pc, "pr": pr, "rc": [a + b for a, b in zip(pc, randn(8))],
+                        "rr": [a + b for a, b in zip(pr, randn(8))], "beta": 0.1},
+        "kto_z0_positive": {"policy": policy, "ref": [a + b for a, b in zip(policy, randn(10, 3))],
+                            "labels": [1, 0, 1, 1, 0, 0, 1, 0, 1, 1], "ref_kl": ref_kl,
+                            "policy_kl": [a + 0.7 + b for a, b in zip(ref_kl, randn(10, 0.1))],
+                            "beta": 0.2, "lambda_d": 1.33, "lambda_u": 0.8},
+    }
+
+
+def _loss_and_grads(name: str, x: dict, use_trl: bool) -> dict:
+    """The loss and the gradient of its first input, by our code or by TRL's."""
+    t = {k: torch.tensor(v) for k, v in x.items() if isinstance(v, list)}
+    if name.startswith("bt"):
+        leaf = _leaf(t["rc"])
+        fn = trl_reward_loss if use_trl else L.bt_loss
+        loss = fn(leaf, t["rr"], margin=t.get("margin"))
+    elif name.startswith("dpo"):
+        leaf = _leaf(t["pc"])
+        loss = trl_dpo_loss(leaf, t["pr"], t["rc"], t["rr"], x["beta"]) if use_trl else \
+            L.dpo_loss(leaf, t["pr"], t["rc"], t["rr"], beta=x["beta"])[0]
+    else:
+        leaf, labels = _leaf(t["policy"]), t["labels"].bool()
+        args = (x["beta"], x["lambda_d"], x["lambda_u"])
+        loss = trl_kto_loss(leaf, t["ref"], labels, t["policy_kl"], t["ref_kl"], *args) if use_trl else \
+            L.kto_loss(leaf, t["ref"], labels, t["policy_kl"], t["ref_kl"], beta=args[0], lambda_d=args[1],
+                       lambda_u=args[2])[0]
+    loss.backward()
+    return {"loss": loss.item(), "grad": leaf.grad.tolist()}
+
+
+@pytest.mark.parametrize("name", list(_reference_cases()))
+def test_losses_match_frozen_trl_reference_numbers(name):
+    frozen = json.loads(REFERENCE.read_text())
+    assert frozen["trl_version"].startswith(TRL_VERSION + "."), frozen["trl_version"]
+    ours = _loss_and_grads(name, _reference_cases()[name], use_trl=False)
+    assert ours["loss"] == pytest.approx(frozen["cases"][name]["loss"], rel=1e-5, abs=1e-6)
+    assert ours["grad"] == pytest.approx(frozen["cases"][name]["grad"], rel=1e-4, abs=1e-7)
+
+
+@needs_trl
+def test_frozen_reference_is_what_the_installed_trl_computes():
+    frozen = json.loads(REFERENCE.read_text())["cases"]
+    for name, x in _reference_cases().items():
+        live = _loss_and_grads(name, x, use_trl=True)
+        assert live["loss"] == pytest.approx(frozen[name]["loss"], rel=1e-5, abs=1e-6), name
+        assert live["grad"] == pytest.approx(frozen[name]["grad"], rel=1e-4, abs=1e-7), name
+
+
+if __name__ == "__main__" and "--freeze" in sys.argv:  # python tests/test_losses.py --freeze
+    assert HAVE_TRL, f"freezing needs TRL {TRL_VERSION}.x installed"
+    cases = {name: _loss_and_grads(name, x, use_trl=True) for name, x in _reference_cases().items()}
+    REFERENCE.write_text(json.dumps({"trl_version": trl.__version__, "cases": cases}, indent=1) + "\n")
+    print(f"wrote {REFERENCE} from TRL {trl.__version__}")

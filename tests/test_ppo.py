@@ -17,13 +17,13 @@ from alignlab.methods.rl import PolicyWithValue, gold_reward_fn, rollout
 
 
 def _config(**kw):
-    base = dict(batch=12, minibatch=4, ppo_epochs=2, max_new_tokens=12, steps=2, eval_every=1)
+    base = dict(batch_size=12, minibatch=4, ppo_epochs=2, max_new_tokens=12, steps=2, eval_every=1)
     return ppo.PPOConfig(**{**base, **kw})
 
 
 def _rollout(lm, tok, config, kl_coef=None, seed=1, policy=None):
     policy = policy or ppo.new_policy(lm)
-    prompts = world.make_prompts(config.batch, "train", seed)
+    prompts = world.make_prompts(config.batch_size, "train", seed)
     ro = rollout(policy, lm, tok, prompts, gold_reward_fn, config, seed=seed, kl_coef=kl_coef)
     return policy, ro
 
@@ -31,14 +31,14 @@ def _rollout(lm, tok, config, kl_coef=None, seed=1, policy=None):
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_first_minibatch_ratio_exactly_one(sft, temperature):
     lm, tok = sft
-    config = _config(temperature=temperature)
+    config = _config(sampling_temperature=temperature)
     policy, ro = _rollout(lm, tok, config)
     adv, returns = ppo.advantages(ro, config)
     idx = torch.tensor([5, 0, 9, 2])  # a shuffled subset, as in a real minibatch
     _, stats = ppo.minibatch_loss(policy, ro, adv, returns, idx, config)
     assert stats["ratio_mean"] == 1.0 and stats["approx_kl"] == 0.0 and stats["clipfrac"] == 0.0
     # the same, from inside the real update loop (its first minibatch runs before any step)
-    opt = ppo.make_optimizer(policy, config)
+    opt = ppo.make_optimizer(policy, config.lr, config.value_lr)
     first = ppo.ppo_update(policy, opt, ro, config, torch.Generator().manual_seed(0))[0]
     assert first["ratio_mean"] == 1.0 and first["approx_kl"] == 0.0 and first["clipfrac"] == 0.0
 
@@ -46,17 +46,17 @@ def test_first_minibatch_ratio_exactly_one(sft, temperature):
 def test_mismatched_temperature_would_break_ratio_one(sft):
     """The check above is not vacuous: old log-probs at another temperature give ratio != 1."""
     lm, tok = sft
-    config = _config(temperature=0.7)
+    config = _config(sampling_temperature=0.7)
     policy, ro = _rollout(lm, tok, config)
     adv, returns = ppo.advantages(ro, config)
-    wrong = _config(temperature=1.0)
+    wrong = _config(sampling_temperature=1.0)
     _, stats = ppo.minibatch_loss(policy, ro, adv, returns, torch.arange(4), wrong)
     assert abs(stats["ratio_mean"] - 1.0) > 1e-3 and stats["approx_kl"] > 1e-4
 
 
 def test_rewards_land_on_last_real_completion_token(sft):
     lm, tok = sft
-    config = _config(batch=16, max_new_tokens=16)
+    config = _config(batch_size=16, max_new_tokens=16)
     _, ro = _rollout(lm, tok, config, kl_coef=0.0, seed=3)
     lengths = ro.mask.sum(-1)
     assert len(set(lengths.tolist())) > 2, "need completions of different lengths"
@@ -74,7 +74,7 @@ def test_rewards_land_on_last_real_completion_token(sft):
 
 def test_kl_penalty_on_every_token_and_sums_to_objective(sft):
     lm, tok = sft
-    config = _config(batch=12, max_new_tokens=16)
+    config = _config(batch_size=12, max_new_tokens=16)
     policy = ppo.new_policy(lm)
     with torch.no_grad():  # move the policy away from the reference
         for p in policy.lm.transformer.h[-1].parameters():
@@ -94,10 +94,10 @@ def test_kl_penalty_on_every_token_and_sums_to_objective(sft):
 
 def test_one_update_changes_policy_and_stays_finite(tiny_lm):
     lm, tok = tiny_lm
-    config = _config(batch=8, minibatch=4, ppo_epochs=1, max_new_tokens=8, lr=1e-2)
+    config = _config(batch_size=8, minibatch=4, ppo_epochs=1, max_new_tokens=8, lr=1e-2)
     policy, ro = _rollout(lm, tok, config)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
-    opt = ppo.make_optimizer(policy, config)
+    opt = ppo.make_optimizer(policy, config.lr, config.value_lr)
     stats = ppo.ppo_update(policy, opt, ro, config, torch.Generator().manual_seed(0))
     assert len(stats) == 2  # one epoch of 8 / 4 minibatches
     for s in stats:
@@ -110,13 +110,29 @@ def test_one_update_changes_policy_and_stays_finite(tiny_lm):
     assert stats[1]["approx_kl"] > 0
     # the update changed the policy's log-probs of the rollout's tokens
     with torch.no_grad():
-        logp, _ = policy(ro.batch.input_ids, ro.batch.attention_mask, config.temperature)
+        logp, _ = policy(ro.batch.input_ids, ro.batch.attention_mask, config.sampling_temperature)
     assert not torch.allclose(logp * ro.mask, ro.logprobs)
+
+
+def test_train_ppo_trains_a_separate_critic_trunk(tiny_lm):
+    """A critic on its own transformer (``new_policy(..., critic="separate")``) is trained too.
+
+    The value head starts at 0, so the trunk under it gets no gradient at the first minibatch;
+    from the second on it must move (it did not when PPO's optimiser held only the value head).
+    """
+    lm, tok = tiny_lm
+    config = _config(batch_size=8, minibatch=4, ppo_epochs=1, max_new_tokens=8, steps=1,
+                     value_lr=1e-2)
+    policy = ppo.new_policy(lm, critic="separate")
+    before = {k: v.clone() for k, v in policy.value_trunk.state_dict().items()}
+    ppo.train_ppo(policy, lm, tok, gold_reward_fn, config, progress=False)
+    changed = [k for k, v in policy.value_trunk.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("h.") for k in changed), "the critic's transformer was not trained"
 
 
 def test_train_ppo_logs_every_metric_and_repeats(tiny_lm):
     lm, tok = tiny_lm
-    config = _config(batch=8, minibatch=4, max_new_tokens=8, steps=2)
+    config = _config(batch_size=8, minibatch=4, max_new_tokens=8, steps=2)
 
     def once():
         torch.manual_seed(0)
@@ -134,13 +150,13 @@ def test_train_ppo_logs_every_metric_and_repeats(tiny_lm):
 def test_adaptive_beta_moves_with_the_rollout_kl(tiny_lm):
     lm, tok = tiny_lm
     # the first rollout has KL 0 (policy == reference), far below target: beta must shrink
-    config = _config(batch=8, minibatch=4, max_new_tokens=8, steps=2, adaptive=True,
+    config = _config(batch_size=8, minibatch=4, max_new_tokens=8, steps=2, adaptive=True,
                      kl_coef=0.1, kl_target=5.0, kl_horizon=40)
     h = ppo.train_ppo(ppo.new_policy(lm), lm, tok, gold_reward_fn, config, progress=False)
     assert h.rows[1]["kl_coef"] == 0.1 and h.rows[1]["rollout_kl"] == 0.0
     assert h.rows[2]["kl_coef"] == pytest.approx(0.1 * (1 - 0.2 * 8 / 40))
     fixed = ppo.train_ppo(ppo.new_policy(lm), lm, tok, gold_reward_fn,
-                          _config(batch=8, minibatch=4, max_new_tokens=8, kl_coef=0.1),
+                          _config(batch_size=8, minibatch=4, max_new_tokens=8, kl_coef=0.1),
                           progress=False)
     assert fixed.rows[2]["kl_coef"] == 0.1
 
@@ -151,7 +167,7 @@ def test_rm_reward_fn_scores_the_sampled_sequence_at_its_end(sft):
 
     lm, tok = sft
     rm = new_reward_model(lm, tok, seed=0).eval()
-    config = _config(batch=10, max_new_tokens=10)  # short: some rows are cut off, no <eos>
+    config = _config(batch_size=10, max_new_tokens=10)  # short: some rows are cut off, no <eos>
     _, ro = _rollout(lm, tok, config, seed=5)
     b = ro.batch
     assert not all(b.finished) and any(b.finished)
@@ -165,7 +181,7 @@ def test_config_errors_teach():
     with pytest.raises(ValueError, match="reward must be one of"):
         ppo.PPOConfig(reward="vader")
     with pytest.raises(ValueError, match="minibatch .* must be <= batch"):
-        ppo.PPOConfig(batch=8, minibatch=16)
+        ppo.PPOConfig(batch_size=8, minibatch=16)
     with pytest.raises(ValueError, match="adaptive=True needs kl_coef > 0"):
         ppo.PPOConfig(adaptive=True, kl_coef=0.0)
 

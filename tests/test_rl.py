@@ -30,7 +30,7 @@ from alignlab.sampling import encode, token_logprobs
 
 
 def _cfg(**kw):
-    return pg.PGConfig(**{**dict(batch=6, max_new_tokens=8, steps=2, eval_every=1), **kw})
+    return pg.PGConfig(**{**dict(batch_size=6, max_new_tokens=8, steps=2, eval_every=1), **kw})
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_one_update_gives_finite_gradients_and_moves_policy(policy, tiny_lm, bas
     if baseline == "gae":  # the value head learns from the value loss even at zero init
         assert policy.value_head.weight.grad.abs().sum() > 0
     before = [p.detach().clone() for p in policy.lm.parameters()]
-    opt = pg.make_optimizer(policy, config)
+    opt = pg.make_optimizer(policy, config.lr, config.value_lr)
     metrics = pg.pg_step(policy, opt, ro, config)
     assert all(math.isfinite(v) for v in metrics.values())
     assert any((a != b).any() for a, b in zip(before, policy.lm.parameters()))
@@ -220,7 +220,7 @@ def test_train_pg_logs_metrics_and_grad_variance(policy, tiny_lm):
     config = _cfg(baseline="gae", grad_var_every=1, steps=2)
     h = pg.train_pg(policy, lm, tok, world.make_prompts(12, "train", 3), config,
                     progress=False)
-    for key in ("loss", "pg_loss", "value_loss", "score", "rollout_kl", "kl_penalty",
+    for key in ("loss", "pg_loss", "vf_loss", "explained_variance", "score", "rollout_kl", "kl_penalty",
                 "grad_var_none", "grad_var_mean", "grad_var_value"):
         assert len(h.series(key)[1]) == 2, key
     assert h.series("rollout_kl")[1][0] == 0.0  # step 1: the policy is still the reference

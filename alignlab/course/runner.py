@@ -13,8 +13,10 @@ import os
 import time
 from pathlib import Path
 
+from ..metrics import SHARED
+
 MARKER = "ALIGNLAB_RESULT "
-COLUMNS = ("gold_reward", "kl", "win_rate", "valid_rate")
+COLUMNS = SHARED
 
 
 def report(results, **extra) -> dict:

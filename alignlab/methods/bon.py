@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import override
 from ..evaluation import Evaluator
 from ..models import Profile
 from ..pipeline import load_sft
@@ -138,7 +137,7 @@ def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
 
     Other ``--set`` keys are the reward model's (a different RM is trained and cached).
     """
-    config = override(BoNConfig.for_profile(profile), overrides or {})
+    config = BoNConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
     n = config.n
     rm, _ = load_reward_model(profile, seed, config=config.rm_config(), progress=False)
     sft, tok = load_sft(profile, seed, progress=False)
@@ -152,4 +151,6 @@ def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
 METHOD = Method(
     name="bon", description="best-of-N sampling under the learned reward model (adds n; --set n=16)",
     config=BoNConfig, run=run_bon, extra_keys=("n", "rm_reward", "kl_estimator"),
-    lecture="01_bradley_terry")
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "proxy_reward", "n"),
+    lecture="01_bradley_terry",
+    smoke=dict(n=4, n_pairs=64, steps=4, batch_size=16, n_eval_pairs=32, eval_every=2))

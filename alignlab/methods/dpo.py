@@ -21,24 +21,11 @@ This module has two parts:
    Bradley-Terry annotator (as in lecture 01). The loop is the shared
    ``training.train``.
 
-Metrics logged by ``train_dpo`` (names as in TRL's DPOTrainer), per batch of pairs:
-
-=====================  ====================================================  =========================
-metric                 definition                                            healthy
-=====================  ====================================================  =========================
-loss                   mean -log sigmoid(rewards_chosen - rewards_rejected)  ln 2 = 0.693 at step 0,
-                                                                             then falls
-rewards/chosen         mean beta (log pi(y_w|x) - log pi_ref(y_w|x)):        0 at step 0; may go
-                       the implicit reward of the chosen completion          negative (see logps)
-rewards/rejected       same for the rejected completion                      0 at step 0, then falls
-                                                                             faster than chosen
-rewards/margins        mean (rewards/chosen - rewards/rejected)              0 at step 0, then grows
-rewards/accuracies     fraction of pairs with chosen reward > rejected       rises towards 1; at step
-                       (strictly, as TRL)                                    0 it is float noise
-                                                                             (exact ties count 0)
-logps/chosen           mean summed log pi(y_w|x) under the policy            both often fall: DPO
-logps/rejected         mean summed log pi(y_l|x) under the policy            moves the *margin*
-=====================  ====================================================  =========================
+``train_dpo`` logs ``METHOD.metrics`` (bottom of this module), with TRL's DPOTrainer names,
+per batch of pairs: ``loss``, ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
+``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``. Each is defined once, with its
+step-0 value and what healthy looks like, in ``alignlab.metrics``
+(``print(metrics.table(METHOD.metrics))``).
 
 Log-probs are **summed** over the completion tokens (its ``<eos>`` included): that
 is log pi(y|x) of the whole sequence, the quantity of the derivation. A per-token
@@ -48,7 +35,6 @@ mean is not a log-probability of anything (``average_logps=True`` shows the pitf
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,14 +42,22 @@ import torch
 import torch.nn.functional as F
 
 from .. import data, world
-from ..config import override
+from ..config import for_profile
 from ..evaluation import Evaluator
 from ..losses import dpo_loss
-from ..models import Profile, get_profile, seed_everything
+from ..models import Profile, seed_everything
 from ..pipeline import load_sft
 from ..registry import Method
 from ..sampling import Batch, encode, sequence_logprobs
-from ..training import History, train, warmup_then_decay
+from ..training import (
+    History,
+    check_trainable_copy,
+    epochs,
+    make_optimizer,
+    optimizer_step,
+    train,
+    warmup_then_decay,
+)
 
 # ---------------------------------------------------------------------------
 # 1. The discrete problem: one prompt, K responses, everything exact.
@@ -273,11 +267,7 @@ class DPOConfig:
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> DPOConfig:
         """The defaults for ``profile`` (``quick``: 2-core CPU; ``full``: one GPU)."""
-        profile = profile if isinstance(profile, Profile) else get_profile(profile)
-        sizes = {"max_new_tokens": profile.max_new_tokens}
-        if profile.name == "full":
-            sizes.update(steps=120, batch_size=64, n_pairs=4096)
-        return cls(**{**sizes, **overrides})
+        return for_profile(cls, profile, full=dict(steps=120, batch_size=64, n_pairs=4096), **overrides)
 
 
 _PAIRS_CACHE: dict = {}
@@ -354,42 +344,36 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
     ``policy``: the model being trained (start it as a deep copy of the SFT model);
     ``ref``: the frozen reference (the SFT model): its log-probs are computed once, in
     eval mode, under ``torch.no_grad``. ``pairs``: a dataset with prompt/chosen/rejected.
-    Batches walk through the pairs in a seeded random order, epoch after epoch.
+    Batches walk through the pairs in a seeded random order, a fresh one each epoch
+    (``training.epochs``; a last batch shorter than ``batch_size`` is dropped).
     ``loss_fn``: a function with ``losses.dpo_loss``'s signature and return value
     (the default); the graded exercises pass the student's own.
     """
     config = config or DPOConfig()
     loss_fn = loss_fn or dpo_loss
     data.validate_preferences(pairs, "paired")
-    if policy is ref:
-        raise ValueError("train_dpo: `policy` and `ref` are the same object; the policy must be "
-                         "a copy (copy.deepcopy(ref)), or the reference would move with it")
-    device = next(policy.parameters()).device
+    check_trainable_copy(policy, ref, "train_dpo")
     n = len(pairs)
+    if n < config.batch_size:
+        raise ValueError(f"train_dpo: batch_size={config.batch_size} is more than the {n} pairs; "
+                         "lower batch_size or make more pairs")
+    device = next(policy.parameters()).device
     full = encode_pairs(tok, pairs["prompt"], pairs["chosen"], pairs["rejected"], device)
     ref_chosen, ref_rejected = reference_logps(ref, tok, pairs, average=config.average_logps,
                                                encoded=full)
-    policy.requires_grad_(True)  # a deepcopy of a frozen model would be frozen too
     seed_everything(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    order = torch.cat([torch.randperm(len(pairs), generator=gen)
-                       for _ in range(math.ceil(config.steps * config.batch_size / len(pairs)))])
-    opt = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
+    batches = epochs(n, config.batch_size, config.seed)
+    opt = make_optimizer(policy, config.lr)
     sched = warmup_then_decay(opt, config.steps // 10, config.steps)
-    policy.train()
 
     def step_fn(step: int) -> dict:
-        idx = order[(step - 1) * config.batch_size: step * config.batch_size].tolist()
+        idx = next(batches)
         batch = full.take(_pair_rows(idx, n)).trim()
         logps = sequence_logprobs(policy, batch, average=config.average_logps)
         pc, pr = logps[:len(idx)], logps[len(idx):]
         loss, rc, rr = loss_fn(pc, pr, ref_chosen[idx], ref_rejected[idx], config.beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-        opt.step()
-        sched.step()
-        return dpo_metrics(loss, rc, rr, pc, pr)
+        grad_norm = optimizer_step(loss, opt, policy, config.max_grad_norm, sched)
+        return {**dpo_metrics(loss, rc, rr, pc, pr), "grad_norm": grad_norm}
 
     every = eval_every or config.eval_every or max(1, config.steps // 5)
     history = History(name or f"DPO β={config.beta:g}")
@@ -405,14 +389,14 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     batch's ``loss`` and its ``reward_accuracy`` (``rewards/accuracies``).
     """
 
-    config = override(DPOConfig.for_profile(profile, seed=seed), overrides or {})
+    config = DPOConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
     ref, tok = load_sft(profile, seed, progress=False)
     seed_everything(seed)
     pairs = make_pairs(ref, tok, config)
     policy = copy.deepcopy(ref)
     evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
     history = train_dpo(policy, ref, tok, pairs, config, evaluator, progress=False)
-    out = {k: round(history.last(k), 4) for k in ("gold_reward", "kl", "win_rate", "valid_rate")}
+    out = history.final()
     out.update(beta=config.beta, loss=round(history.last("loss"), 4),
                reward_accuracy=round(history.last("rewards/accuracies"), 4))
     return out
@@ -420,4 +404,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
 
 METHOD = Method(
     name="dpo", description="direct preference optimisation on SFT pairs (adds beta)",
-    config=DPOConfig, run=run, extra_keys=("beta", "loss", "reward_accuracy"), lecture="04_dpo")
+    config=DPOConfig, run=run, extra_keys=("beta", "loss", "reward_accuracy"), lecture="04_dpo",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "rewards/chosen",
+             "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"),
+    smoke=dict(steps=3, n_pairs=64, batch_size=16))

@@ -21,35 +21,11 @@ The method, in the order the module defines it:
    data with the reference as the old policy and +1/-1 sequence advantages
    (``losses.ppo_clip_loss``).
 
-Metrics logged by ``train_kto`` (one definition each):
-
-=====================  ==========================================================
-``loss``               KTO loss of the batch, mean over its examples of
-                       lambda_y * (1 - sigmoid(beta * (+-)(r - z0))); at step 0
-                       (policy == reference) it is mean(lambda_y) / 2.
-``z0``                 the reference point: max(0, mean_i log pi/pi_ref of the
-                       mismatched pairs), no gradient. 0 at step 0. With data from
-                       other sources it grows as the policy drifts from pi_ref;
-                       with data sampled from pi_ref it stays clamped at 0.
-``z0/unclamped``       the same mean log-ratio before the clamp. The mismatched
-                       completions were sampled from pi_ref, so its expectation is
-                       about -KL(pi_ref || pi) <= 0: often clamped to 0.
-``rewards/desirable``  mean implied reward beta * log pi(y|x)/pi_ref(y|x) over
-                       the batch's desirable examples (absent if it has none).
-                       0 at step 0. Healthy: stays above ``rewards/undesirable``;
-                       it may dip below 0 (like DPO's chosen rewards).
-``rewards/undesirable`` the same over undesirable examples. Healthy: falls
-                       below 0, a few units. Tens of units below 0 = collapse
-                       (check lambda_d n_D / (lambda_u n_U), the valid rate).
-``grad_norm``          global gradient norm before clipping (``max_grad_norm``).
-``desirable_fraction`` fraction of the batch's examples labelled desirable; its
-                       mean over an epoch is the dataset's fraction.
-=====================  ==========================================================
-
-``train_offline_ppo`` logs ``loss`` (clipped surrogate, -mean(A) at step 0),
-``clipfrac`` (share of completion tokens whose ratio left [1-eps, 1+eps] on the
-side the advantage pushes, so they get no gradient), ``approx_kl`` (k3 estimate
-of KL(pi_ref || pi) per token, >= 0) and ``ratio_mean``.
+``train_kto`` logs ``METHOD.metrics`` (bottom of this module) beside the shared evaluation:
+``loss``, ``z0``, ``z0/unclamped``, ``rewards/desirable``, ``rewards/undesirable``,
+``desirable_fraction`` and ``grad_norm``; ``train_offline_ppo`` logs ``loss``, ``clipfrac``,
+``approx_kl`` and ``ratio_mean`` (``metrics.logged_by("offline_ppo")``). Each is defined once,
+with what healthy looks like, in ``alignlab.metrics`` (``print(metrics.table(METHOD.metrics))``).
 """
 
 from __future__ import annotations
@@ -65,7 +41,7 @@ import torch
 from datasets import Dataset
 
 from .. import data, world
-from ..config import override
+from ..config import for_profile
 from ..evaluation import Evaluator
 from ..losses import (
     kto_lambdas_in_recommended_range,
@@ -78,7 +54,15 @@ from ..models import Profile, get_device, seed_everything
 from ..pipeline import load_sft
 from ..registry import Method
 from ..sampling import Batch, encode, sample, sequence_logprobs, token_logprobs
-from ..training import History, train, warmup_then_decay
+from ..training import (
+    History,
+    check_trainable_copy,
+    epochs,
+    make_optimizer,
+    optimizer_step,
+    train,
+    warmup_then_decay,
+)
 
 
 @dataclass
@@ -103,7 +87,7 @@ class KTOConfig:
     """Gradient clipping (global norm)."""
     n_examples: int = 4096
     """SFT samples labelled by the annotator in ``make_feedback``."""
-    temperature: float = 0.1
+    annotator_temperature: float = 0.1
     """Annotator noise: desirable with probability sigmoid((gold - threshold) / temperature)."""
     threshold: float = 0.3
     """Gold reward above which the annotator tends to give a thumbs-up (a clearly positive review)."""
@@ -115,11 +99,9 @@ class KTOConfig:
     """Seed of sampling, labelling, dropping and batch order."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> KTOConfig:
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> KTOConfig:
         """Defaults for ``profile`` (the ``full`` profile has more data and steps)."""
-        sizes = {} if profile.name == "quick" else {"n_examples": 8192, "steps": 120,
-                                                    "eval_every": 30}
-        return cls(**{**sizes, **overrides})
+        return for_profile(cls, profile, full=dict(n_examples=8192, steps=120, eval_every=30), **overrides)
 
 
 @dataclass
@@ -144,10 +126,9 @@ class OfflinePPOConfig:
     """Seed of the batch order."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> OfflinePPOConfig:
-        """Defaults for ``profile``."""
-        sizes = {} if profile.name == "quick" else {"steps": 120, "eval_every": 30}
-        return cls(**{**sizes, **overrides})
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> OfflinePPOConfig:
+        """Defaults for ``profile`` (the ``full`` profile has more steps)."""
+        return for_profile(cls, profile, full=dict(steps=120, eval_every=30), **overrides)
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +147,7 @@ def make_feedback(ref, tok, config: KTOConfig, max_new_tokens: int = 32) -> Data
     batch = sample(ref, tok, prompts, max_new_tokens, seed=config.seed + 1)
     keep = [i for i, c in enumerate(batch.completions) if c.strip()]
     ds = data.annotate_binary([prompts[i] for i in keep], [batch.completions[i] for i in keep],
-                              temperature=config.temperature, threshold=config.threshold,
+                              temperature=config.annotator_temperature, threshold=config.threshold,
                               seed=config.seed + 2, finished=[batch.finished[i] for i in keep])
     return ds
 
@@ -301,24 +282,13 @@ def kl_batch(batch: Batch, pad_token_id: int = 0) -> Batch:
 # ---------------------------------------------------------------------------
 
 
-def _batches(n: int, batch_size: int, seed: int):
-    """Endless index batches: a fresh permutation each epoch, the short last batch dropped."""
-    gen = np.random.default_rng(seed)
-    while True:
-        order = gen.permutation(n)
-        for i in range(0, n - batch_size + 1, batch_size):
-            yield order[i:i + batch_size].tolist()
-
-
-def _setup(policy, ref, lr, warmup_steps, steps):
-    if policy is ref:
-        raise ValueError("`policy` and `ref` are the same object; the policy must be a copy "
-                         "(copy.deepcopy(ref)), or the reference would move with it")
-    ref.eval()  # frozen: its log-probs are always computed under no_grad
-    policy.requires_grad_(True)  # a deepcopy of a frozen model would be frozen too
-    policy.train()
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    return opt, warmup_then_decay(opt, warmup_steps, steps)
+def _setup(policy, ref, n: int, config, who: str):
+    """(optimiser, schedule, batches) of a KTO or offline-PPO run on ``n`` examples."""
+    check_trainable_copy(policy, ref, who)
+    opt = make_optimizer(policy, config.lr)
+    # every epoch a fresh order from numpy's generator (the order KTO has always used)
+    batches = epochs(n, config.batch_size, np.random.default_rng(config.seed))
+    return opt, warmup_then_decay(opt, config.warmup_steps, config.steps), batches
 
 
 def _encode_rows(tok, ds, rows, device) -> tuple[Batch, torch.Tensor]:
@@ -372,18 +342,12 @@ def train_kto(policy, ref, tok, ds: Dataset, config: KTOConfig, evaluator=None,
             "undesirable examples dominate and the policy can collapse.", stacklevel=2)
     seed_everything(config.seed)
     device = next(policy.parameters()).device
-    opt, sched = _setup(policy, ref, config.lr, config.warmup_steps, config.steps)
-    batches = _batches(len(ds), config.batch_size, config.seed)
+    opt, sched, batches = _setup(policy, ref, len(ds), config, "train_kto")
 
     def step_fn(step: int) -> dict:
         batch, labels = _encode_rows(tok, ds, next(batches), device)
         loss, metrics = kto_step(policy, ref, tok, batch, labels, config)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(),
-                                                                    config.max_grad_norm))
-        opt.step()
-        sched.step()
+        metrics["grad_norm"] = optimizer_step(loss, opt, policy, config.max_grad_norm, sched)
         return metrics
 
     return train(policy, step_fn, config.steps, evaluator, eval_every or config.eval_every,
@@ -410,17 +374,12 @@ def train_offline_ppo(policy, ref, tok, ds: Dataset, config: OfflinePPOConfig, e
     check_unpaired(ds, config.batch_size)
     seed_everything(config.seed)
     device = next(policy.parameters()).device
-    opt, sched = _setup(policy, ref, config.lr, config.warmup_steps, config.steps)
-    batches = _batches(len(ds), config.batch_size, config.seed)
+    opt, sched, batches = _setup(policy, ref, len(ds), config, "train_offline_ppo")
 
     def step_fn(step: int) -> dict:
         batch, labels = _encode_rows(tok, ds, next(batches), device)
         loss, metrics = offline_ppo_step(policy, ref, batch, labels, config.clip_eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-        opt.step()
-        sched.step()
+        metrics["grad_norm"] = optimizer_step(loss, opt, policy, config.max_grad_norm, sched)
         return metrics
 
     return train(policy, step_fn, config.steps, evaluator, eval_every or config.eval_every,
@@ -443,7 +402,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     """
 
     overrides = dict(overrides or {})
-    config = override(KTOConfig.for_profile(profile, seed=seed), overrides)
+    config = KTOConfig.for_profile(profile, **{"seed": seed, **overrides})
     ref, tok = load_sft(profile, seed, device=get_device(), progress=False)
     seed_everything(seed)
     ds = make_feedback(ref, tok, config, profile.max_new_tokens)
@@ -464,4 +423,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
 METHOD = Method(
     name="kto", description="Kahneman-Tversky optimisation from binary feedback (adds desirable_fraction)",
     config=KTOConfig, run=run,
-    extra_keys=("desirable_fraction", "z0", "beta", "lambda_d", "lambda_u", "n_examples"), lecture="05_kto")
+    extra_keys=("desirable_fraction", "z0", "beta", "lambda_d", "lambda_u", "n_examples"), lecture="05_kto",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "z0", "z0/unclamped",
+             "rewards/desirable", "rewards/undesirable", "desirable_fraction"),
+    smoke=dict(steps=3, n_examples=128, batch_size=32, eval_every=2, warmup_steps=1))

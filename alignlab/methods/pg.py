@@ -23,25 +23,12 @@ Baselines (``PGConfig.baseline``):
             the value head regresses on R_t = A_t + V(s_t)
 ==========  ====================================================================
 
-Logged metrics (one definition each; the shared ones come from ``evaluation``):
-
-==================  ================================================================
-``loss``            total loss of the update, ``pg_loss + vf_coef * value_loss``
-``pg_loss``         -masked_mean(A_t * log pi(a_t|s_t)); its value is not a progress
-                    measure (A changes every batch), only its gradient matters
-``value_loss``      0.5 * masked_mean((V(s_t) - R_t)^2) before the update (``gae`` only)
-``explained_var``   1 - Var(R - V) / Var(R) over the batch's tokens: 1 = perfect critic,
-                    0 = no better than a constant, < 0 = worse (``gae`` only)
-``score``           mean reward_fn score (here the gold judge) of the training batch
-``rollout_kl``      mean sum_t log pi/pi_ref (k1) over the training batch's samples
-``kl_penalty``      kl_coef * rollout_kl: what the KL term costs the mean return
-``grad_var_none``   total variance (trace of the covariance) over the episodes of one
-                    batch of the per-episode gradient estimate sum_t A_t grad log pi,
-                    on the last transformer block's weight matrices, with A_t = G_t
-                    (when measured: every ``grad_var_every`` steps, on that step's batch)
-``grad_var_mean``   the same with A_t = G_t - mean(G) (the batch-mean baseline)
-``grad_var_value``  the same with A_t = G_t - V(s_t) (the critic as baseline; ``gae`` only)
-==================  ================================================================
+``train_pg`` logs ``METHOD.metrics`` (bottom of this module) beside the shared evaluation:
+``loss``, ``pg_loss``, ``vf_loss`` and ``explained_variance`` (``gae`` only), the training
+batch's ``score``, ``rollout_kl`` and ``kl_penalty``, and every ``grad_var_every`` steps the
+gradient variance under each baseline, ``grad_var_none``/``grad_var_mean``/``grad_var_value``.
+Each is defined once, with what healthy looks like, in ``alignlab.metrics``
+(``print(metrics.table(METHOD.metrics))``).
 """
 
 from __future__ import annotations
@@ -54,15 +41,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import world
-from ..config import override
+from ..config import for_profile
 from ..evaluation import Evaluator
 from ..losses import compute_gae, explained_variance, masked_mean, whiten
 from ..models import Profile, get_device, seed_everything
 from ..pipeline import load_sft
 from ..registry import Method
 from ..sampling import token_logprobs
-from ..training import History, train
-from .rl import PolicyWithValue, Rollout, gold_reward_fn, new_policy, rollout  # noqa: F401 (new_policy: re-exported for notebooks)
+from ..training import History, check_trainable_copy, cycle, optimizer_step, train
+from .rl import PolicyWithValue, Rollout, gold_reward_fn, make_optimizer, new_policy, rollout  # noqa: F401 (new_policy: re-exported for notebooks)
 
 BASELINES = ("none", "mean", "gae")
 
@@ -73,7 +60,7 @@ class PGConfig:
 
     steps: int = 80
     """Optimiser steps; each samples a fresh batch (one update per batch: on-policy)."""
-    batch: int = 48
+    batch_size: int = 48
     """Prompts (episodes) per step."""
     lr: float = 5e-4
     """AdamW learning rate of the language model."""
@@ -95,7 +82,7 @@ class PGConfig:
     """Whiten GAE advantages over the batch (``gae`` only: for REINFORCE it would be a baseline)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip of each update."""
-    temperature: float = 1.0
+    sampling_temperature: float = 1.0
     """Sampling temperature (log-probs are computed at the same one)."""
     max_new_tokens: int = 32
     """Longest completion sampled, in tokens."""
@@ -105,15 +92,14 @@ class PGConfig:
     """Measure ``grad_var_*`` every this many steps (0 = never; one pass per episode)."""
     lambda_prefixes: int = 16
     """Prefixes (one per prompt) in the lambda bias/variance experiment."""
+    seed: int = 0
+    """Seed of the training prompts and of each step's sampling (same seed, same run)."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> PGConfig:
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> PGConfig:
         """Defaults for ``profile`` (``full`` has a bigger model: more steps, larger batches)."""
-        base = cls(max_new_tokens=profile.max_new_tokens)
-        if profile.name == "full":
-            base = override(base, {"steps": 100, "batch": 128, "lr": 5e-4, "eval_every": 20,
-                                   "lambda_prefixes": 48})
-        return override(base, overrides)
+        return for_profile(cls, profile, full=dict(steps=100, batch_size=128, lr=5e-4, eval_every=20,
+                                                   lambda_prefixes=48), **overrides)
 
     def __post_init__(self):
         if self.baseline not in BASELINES:
@@ -122,7 +108,7 @@ class PGConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"PGConfig.{name} must be in [0, 1], got {v}")
-        for name in ("steps", "batch", "max_new_tokens", "eval_every"):
+        for name in ("steps", "batch_size", "max_new_tokens", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PGConfig.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -162,42 +148,29 @@ def advantages(ro: Rollout, baseline: str, gamma: float = 1.0, lam: float = 0.95
 # 2. One update
 # ---------------------------------------------------------------------------
 
-def make_optimizer(policy: PolicyWithValue, config: PGConfig) -> torch.optim.Optimizer:
-    """AdamW with one learning rate for the LM and another for the critic (value head,
-    and its own transformer if it has one)."""
-    critic = list(policy.value_head.parameters())
-    if policy.value_trunk is not None:
-        critic += list(policy.value_trunk.parameters())
-    return torch.optim.AdamW([
-        {"params": list(policy.lm.parameters()), "lr": config.lr},
-        {"params": critic, "lr": config.value_lr},
-    ], weight_decay=0.0, betas=(0.9, 0.95))
-
-
 def pg_losses(policy: PolicyWithValue, ro: Rollout, config: PGConfig) -> dict:
     """The loss of one update on rollout ``ro`` (with gradient) and its parts."""
-    logp, values = policy(ro.batch.input_ids, ro.batch.attention_mask, config.temperature)
+    logp, values = policy(ro.batch.input_ids, ro.batch.attention_mask, config.sampling_temperature)
     adv, returns = advantages(ro, config.baseline, config.gamma, config.lam)
     if config.baseline == "gae" and config.whiten:
         adv = whiten(adv, ro.mask)
     pg_loss = -masked_mean(adv * logp, ro.mask)
     out = {"pg_loss": pg_loss, "loss": pg_loss}
     if config.baseline == "gae":
-        value_loss = 0.5 * masked_mean((values - returns) ** 2, ro.mask)
-        out.update(value_loss=value_loss, loss=pg_loss + config.vf_coef * value_loss,
-                   explained_var=explained_variance(ro.values, returns, ro.mask))
+        vf_loss = 0.5 * masked_mean((values - returns) ** 2, ro.mask)
+        out.update(vf_loss=vf_loss, loss=pg_loss + config.vf_coef * vf_loss,
+                   explained_variance=explained_variance(ro.values, returns, ro.mask))
     return out
 
 
 def pg_step(policy: PolicyWithValue, opt, ro: Rollout, config: PGConfig) -> dict:
-    """One gradient step on rollout ``ro``; returns the metrics to log."""
+    """One gradient step on rollout ``ro`` (``opt``: ``make_optimizer(policy, config.lr,
+    config.value_lr)``); returns the metrics to log."""
     parts = pg_losses(policy, ro, config)
-    opt.zero_grad(set_to_none=True)
-    parts["loss"].backward()
-    torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-    opt.step()
+    grad_norm = optimizer_step(parts["loss"], opt, policy, config.max_grad_norm)
     stats = ro.stats()
     metrics = {k: float(v.detach()) for k, v in parts.items()}
+    metrics["grad_norm"] = grad_norm
     metrics.update(score=stats["score"], rollout_kl=stats["rollout_kl"],
                    kl_penalty=config.kl_coef * stats["rollout_kl"])
     return metrics
@@ -261,30 +234,28 @@ def gradient_variance(policy: PolicyWithValue, ro: Rollout, baselines=("none", "
 # ---------------------------------------------------------------------------
 
 def train_pg(policy: PolicyWithValue, ref, tok, prompts: list[str], config: PGConfig,
-             evaluator=None, reward_fn=gold_reward_fn, seed: int = 0, progress: bool = True,
+             evaluator=None, reward_fn=gold_reward_fn, progress: bool = True,
              name: str | None = None) -> History:
     """Train ``policy`` in place with ``config.baseline`` on the shared loop.
 
-    prompts:  the training prompts; step s uses ``config.batch`` of them, cycling
+    prompts:  the training prompts; step s uses ``config.batch_size`` of them, cycling
     evaluator: the shared ``Evaluator`` (on ``policy.lm``), or None
     reward_fn: the sequence score (default: the gold judge)
     """
-    if len(prompts) < config.batch:
-        raise ValueError(f"train_pg: need at least config.batch={config.batch} prompts, got "
+    if len(prompts) < config.batch_size:
+        raise ValueError(f"train_pg: need at least config.batch_size={config.batch_size} prompts, got "
                          f"{len(prompts)}")
-    opt = make_optimizer(policy, config)
-    policy.train()
-    n_batches = len(prompts) // config.batch
+    check_trainable_copy(policy, ref, "train_pg")
+    opt = make_optimizer(policy, config.lr, config.value_lr)
 
     def step_fn(step: int) -> dict:
-        i = ((step - 1) % n_batches) * config.batch
-        ro = rollout(policy, ref, tok, prompts[i:i + config.batch], reward_fn, config,
-                     seed=seed * 100_003 + step)
+        ro = rollout(policy, ref, tok, cycle(prompts, config.batch_size, step), reward_fn, config,
+                     seed=config.seed * 100_003 + step)
         metrics = {}
         if config.grad_var_every and (step == 1 or step % config.grad_var_every == 0):
             kinds = ("none", "mean", "gae") if config.baseline == "gae" else ("none", "mean")
             var = gradient_variance(policy, ro, kinds, config.gamma, lam=1.0,
-                                    temperature=config.temperature)
+                                    temperature=config.sampling_temperature)
             metrics.update({f"grad_var_{'value' if k == 'gae' else k}": v for k, v in var.items()})
         metrics.update(pg_step(policy, opt, ro, config))
         return metrics
@@ -381,23 +352,27 @@ def lambda_experiment(policy: PolicyWithValue, ref, tok, prompts: list[str], con
 def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     """CLI entry: train a policy with GAE + KL against the gold judge; shared metrics."""
 
-    config = PGConfig.for_profile(profile, **(overrides or {}))
+    config = PGConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
     device = get_device()
     ref, tok = load_sft(profile, seed, device=device, progress=False)
-    seed_everything(seed)
+    seed_everything(config.seed)
     policy = new_policy(ref, config.critic)
     evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
-    prompts = world.make_prompts(config.steps * config.batch, "train", seed)
-    history = train_pg(policy, ref, tok, prompts, config, evaluator, seed=seed, progress=False)
+    prompts = world.make_prompts(config.steps * config.batch_size, "train", config.seed)
+    history = train_pg(policy, ref, tok, prompts, config, evaluator, progress=False)
     out = history.final()
     out.update(score=round(history.last("score"), 4), baseline=config.baseline,
                kl_coef=config.kl_coef, lam=config.lam, steps=config.steps)
     if config.baseline == "gae":
-        out["explained_var"] = round(history.last("explained_var"), 4)
+        out["explained_variance"] = round(history.last("explained_variance"), 4)
     return out
 
 
 METHOD = Method(
     name="pg", description="policy gradient with a value head and GAE against the gold reward",
     config=PGConfig, run=run, extra_keys=("score", "baseline", "kl_coef", "lam", "steps"),
-    lecture="02_policy_gradients")
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "pg_loss",
+             "vf_loss", "explained_variance", "score", "rollout_kl", "kl_penalty", "grad_var_none",
+             "grad_var_mean", "grad_var_value"),
+    lecture="02_policy_gradients",
+    smoke=dict(steps=2, eval_every=1))

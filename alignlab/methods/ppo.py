@@ -6,7 +6,7 @@ The RLHF objective (Ziegler et al. 2019; Ouyang et al. 2022, eq. 2)
 
 is optimised with PPO (Schulman et al. 2017). One PPO **iteration** (``ppo_iteration``):
 
-1. **Rollout** (``rl.rollout``): sample one completion per prompt at ``temperature``; score
+1. **Rollout** (``rl.rollout``): sample one completion per prompt at ``sampling_temperature``; score
    it with ``reward_fn`` (the learned reward model, or the gold judge for "PPO-GT"); record,
    without gradient and in eval mode, the "old" log-probs and values and the reference
    log-probs, all at the same temperature. Per-token rewards (``rl.token_rewards``):
@@ -22,37 +22,13 @@ is optimised with PPO (Schulman et al. 2017). One PPO **iteration** (``ppo_itera
 4. **KL controller**: beta for the next rollout from ``FixedKLController`` or, for PPO-KL,
    ``AdaptiveKLController`` (beta grows when the rollout's KL is above ``kl_target``).
 
-Logged metrics (one definition each; gold_reward, kl, win_rate, valid_rate and length come
-from the shared ``Evaluator`` on held-out prompts). "Rollout" metrics are means over the
-iteration's training samples; update metrics are means over all minibatches of all epochs.
-
-=======================  ================================================================
-``loss``                 ``pg_loss + vf_coef * vf_loss``
-``pg_loss``              clipped surrogate loss -min(rho A, clip(rho, 1-eps, 1+eps) A), token
-                         mean; its value is not a progress measure (A is whitened)
-``vf_loss``              clipped value loss 0.5 * max((V-R)^2, (V_clip-R)^2), token mean
-``clipfrac``             fraction of tokens where the clipped branch is selected (no
-                         gradient); healthy 0-0.2, near 0 = updates too timid, > 0.3 = too big
-``approx_kl``            k3 estimate of KL(pi_old || pi_new) per token, mean of
-                         (rho - 1) - log rho; 0 at the first minibatch; healthy < ~0.02
-``ratio_mean``           mean of rho = pi_new / pi_old over tokens; 1 at the first minibatch
-``vf_clipfrac``          fraction of tokens where the clipped value error is selected
-``grad_norm``            total gradient norm before clipping to ``max_grad_norm``
-``explained_variance``   1 - Var(R - V_old) / Var(R) over the rollout's tokens: how well the
-                         value head predicted the returns before the update (1 = perfect,
-                         0 = a constant would do as well, < 0 = worse)
-``kl_coef``              beta used for this iteration's rewards
-``kl_penalty``           mean per-token KL penalty beta * (log pi - log pi_ref) over the
-                         rollout's completion tokens (what the KL term costs per token)
-``rollout_kl``           mean over the rollout of the sequence KL sum_t log pi/pi_ref (k1);
-                         what the adaptive controller steers towards ``kl_target``
-``score``                mean ``reward_fn`` score of the rollout (what PPO maximises)
-``rm_reward``            mean learned-RM score of the rollout: the proxy reward (equals
-                         ``score`` when optimising the RM; logged via ``rm_fn`` otherwise)
-``rollout_gold``         mean gold-judge score of the same rollout samples (the truth)
-``rollout_valid``        fraction of the rollout's samples that are finished, valid reviews
-``rollout_len``          mean completion length in tokens (``<eos>`` included)
-=======================  ================================================================
+``train_ppo`` logs ``METHOD.metrics`` (bottom of this module) beside the shared evaluation:
+per iteration, the means over its minibatch steps of ``loss``, ``pg_loss``, ``vf_loss``,
+``clipfrac``, ``approx_kl``, ``ratio_mean``, ``vf_clipfrac`` and ``grad_norm``; the value
+head's ``explained_variance`` before the update; and the rollout's ``score``, ``rm_reward``,
+``rollout_gold``, ``rollout_valid``, ``rollout_len``, ``rollout_kl``, ``kl_coef`` and
+``kl_penalty``. Each is defined once, with what healthy looks like, in ``alignlab.metrics``
+(``print(metrics.table(METHOD.metrics))``).
 """
 
 from __future__ import annotations
@@ -63,14 +39,13 @@ import numpy as np
 import torch
 
 from .. import world
-from ..config import override
+from ..config import for_profile
 from ..evaluation import Evaluator, gold_scores, validity
 from ..losses import (
     AdaptiveKLController,
     FixedKLController,
     compute_gae,
     explained_variance,
-    masked_mean,
     ppo_clip_loss,
     value_loss_clipped,
     whiten,
@@ -78,8 +53,8 @@ from ..losses import (
 from ..models import Profile, get_device, seed_everything
 from ..pipeline import load_sft
 from ..registry import Method
-from ..training import History, train
-from .rl import PolicyWithValue, Rollout, gold_reward_fn, new_policy, rollout  # noqa: F401 (new_policy re-exported)
+from ..training import History, check_trainable_copy, cycle, epochs, optimizer_step, train
+from .rl import PolicyWithValue, Rollout, gold_reward_fn, make_optimizer, new_policy, rollout  # noqa: F401 (new_policy re-exported)
 from .rm import load_reward_model, score_texts
 
 REWARDS = ("rm", "gold")
@@ -91,12 +66,12 @@ class PPOConfig:
 
     steps: int = 40
     """PPO iterations; each is one rollout followed by ``ppo_epochs`` passes of updates."""
-    batch: int = 48
+    batch_size: int = 48
     """Prompts per rollout (one completion each)."""
     ppo_epochs: int = 4
     """Passes over each rollout (the samples are reused: that is what the clip protects)."""
     minibatch: int = 16
-    """Completions per gradient step; ``batch / minibatch`` steps per epoch."""
+    """Completions per gradient step; ``batch_size / minibatch`` steps per epoch."""
     lr: float = 3e-4
     """AdamW learning rate of the language model (1e-3 already clips ~20% of tokens)."""
     value_lr: float = 3e-3
@@ -119,10 +94,10 @@ class PPOConfig:
     """Target sequence KL(pi || pi_ref) in nats for the adaptive controller."""
     kl_horizon: int = 100
     """Adaptive controller horizon, in samples: beta moves by at most a factor
-    (1 +- 0.2 * batch / kl_horizon) per iteration."""
+    (1 +- 0.2 * batch_size / kl_horizon) per iteration."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip of each update."""
-    temperature: float = 1.0
+    sampling_temperature: float = 1.0
     """Sampling temperature; every log-prob (old, new, reference) is computed at it too."""
     reward: str = "rm"
     """What PPO maximises: 'rm' (the learned reward model) or 'gold' (the judge: "PPO-GT")."""
@@ -134,13 +109,10 @@ class PPOConfig:
     """Evaluate with the shared Evaluator every this many iterations."""
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides) -> PPOConfig:
+    def for_profile(cls, profile: Profile | str | None = None, **overrides) -> PPOConfig:
         """Defaults for ``profile`` (``full``: a bigger model, larger batches, a smaller lr)."""
-        base = cls(max_new_tokens=profile.max_new_tokens)
-        if profile.name == "full":
-            base = override(base, {"steps": 40, "batch": 128, "minibatch": 32, "lr": 2e-4,
-                                   "kl_horizon": 256})
-        return override(base, overrides)
+        return for_profile(cls, profile, full=dict(steps=40, batch_size=128, minibatch=32, lr=2e-4,
+                                                   kl_horizon=256), **overrides)
 
     def __post_init__(self):
         if self.reward not in REWARDS:
@@ -149,14 +121,14 @@ class PPOConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {v}")
-        for name in ("steps", "batch", "ppo_epochs", "minibatch", "max_new_tokens", "eval_every",
+        for name in ("steps", "batch_size", "ppo_epochs", "minibatch", "max_new_tokens", "eval_every",
                      "kl_horizon"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PPOConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.minibatch > self.batch:
-            raise ValueError(f"PPOConfig.minibatch ({self.minibatch}) must be <= batch "
-                             f"({self.batch}): a minibatch is a slice of one rollout")
-        for name in ("clip_eps", "vf_clip", "temperature", "lr", "kl_target"):
+        if self.minibatch > self.batch_size:
+            raise ValueError(f"PPOConfig.minibatch ({self.minibatch}) must be <= batch_size "
+                             f"({self.batch_size}): a minibatch is a slice of one rollout")
+        for name in ("clip_eps", "vf_clip", "sampling_temperature", "lr", "kl_target"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
         if not self.kl_coef >= 0:
@@ -190,14 +162,6 @@ def kl_controller(config: PPOConfig):
     return FixedKLController(config.kl_coef)
 
 
-def make_optimizer(policy: PolicyWithValue, config: PPOConfig) -> torch.optim.Optimizer:
-    """AdamW with one learning rate for the LM and another for the value head."""
-    return torch.optim.AdamW([
-        {"params": list(policy.lm.parameters()), "lr": config.lr},
-        {"params": list(policy.value_head.parameters()), "lr": config.value_lr},
-    ], weight_decay=0.0, betas=(0.9, 0.95))
-
-
 # ---------------------------------------------------------------------------
 # 2. Advantages and the loss of one minibatch
 # ---------------------------------------------------------------------------
@@ -221,7 +185,7 @@ def minibatch_loss(policy: PolicyWithValue, ro: Rollout, adv: torch.Tensor,
     update the ratio is exactly 1.
     """
     batch = ro.batch
-    logp, values = policy(batch.input_ids[idx], batch.attention_mask[idx], config.temperature)
+    logp, values = policy(batch.input_ids[idx], batch.attention_mask[idx], config.sampling_temperature)
     mask = ro.mask[idx]
     pg_loss, pg_stats = ppo_clip_loss(logp, ro.logprobs[idx], adv[idx], mask, config.clip_eps)
     vf_loss, vf_stats = value_loss_clipped(values, ro.values[idx], returns[idx], mask,
@@ -236,23 +200,20 @@ def ppo_update(policy: PolicyWithValue, opt, ro: Rollout, config: PPOConfig,
                generator: torch.Generator | None = None) -> list[dict]:
     """``ppo_epochs`` passes of shuffled minibatch steps on ``ro``; the stats of every step.
 
-    Returns one dict per minibatch step, in order (the first one is taken before any update,
-    so its ratio_mean is 1, approx_kl and clipfrac 0).
+    ``opt``: ``make_optimizer(policy, config.lr, config.value_lr)``; ``generator`` draws each
+    epoch's order (None: torch's global generator). Returns one dict per minibatch step, in
+    order (the first one is taken before any update, so its ratio_mean is 1, approx_kl and
+    clipfrac 0).
     """
     adv, returns = advantages(ro, config)
     policy.train()
     out = []
-    for _ in range(config.ppo_epochs):
-        order = torch.randperm(len(ro), generator=generator)
-        for i in range(0, len(ro) - config.minibatch + 1, config.minibatch):
-            idx = order[i:i + config.minibatch].to(ro.mask.device)
-            loss, stats = minibatch_loss(policy, ro, adv, returns, idx, config)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.parameters(),
-                                                                       config.max_grad_norm))
-            opt.step()
-            out.append(stats)
+    batches = epochs(len(ro), config.minibatch, generator)  # full minibatches, a fresh order each epoch
+    for _ in range(config.ppo_epochs * (len(ro) // config.minibatch)):
+        idx = torch.tensor(next(batches), device=ro.mask.device)
+        loss, stats = minibatch_loss(policy, ro, adv, returns, idx, config)
+        stats["grad_norm"] = optimizer_step(loss, opt, policy, config.max_grad_norm)
+        out.append(stats)
     out[0]["explained_variance"] = float(explained_variance(ro.values, returns, ro.mask))
     return out
 
@@ -266,10 +227,10 @@ def rollout_metrics(ro: Rollout, beta: float, rm_fn=None, config: PPOConfig | No
     b = ro.batch
     gold, valid = gold_scores(b), validity(b)
     stats = ro.stats()
-    kl_tok = masked_mean(ro.logprobs - ro.ref_logprobs, ro.mask).item()
     out = {"score": stats["score"], "rollout_gold": float(np.mean(gold)),
            "rollout_valid": float(np.mean(valid)), "rollout_kl": stats["rollout_kl"],
-           "rollout_len": stats["rollout_len"], "kl_coef": beta, "kl_penalty": beta * kl_tok}
+           "rollout_len": stats["rollout_len"], "kl_coef": beta,
+           "kl_penalty": beta * stats["rollout_kl"]}
     if rm_fn is not None:
         out["rm_reward"] = float(np.mean(rm_fn(b.prompts, b.completions, b.finished)))
     elif config is not None and config.reward == "rm":
@@ -279,18 +240,18 @@ def rollout_metrics(ro: Rollout, beta: float, rm_fn=None, config: PPOConfig | No
 
 def train_ppo(policy: PolicyWithValue, ref, tok, reward_fn, config: PPOConfig, evaluator=None,
               prompts: list[str] | None = None, rm_fn=None, progress: bool = True,
-              name: str | None = None) -> History:
+              name: str | None = None, kl_ctl=None) -> History:
     """Train ``policy`` in place with PPO-clip on the shared loop; returns its ``History``.
 
     ref:       the frozen reference LM pi_ref (the SFT model)
     reward_fn: ``reward_fn(prompts, completions, finished) -> list[float]``: ``rm_reward_fn``
                for RLHF, ``rl.gold_reward_fn`` for PPO-GT
     evaluator: the shared ``Evaluator`` (called on ``policy.lm``), or None
-    prompts:   training prompts (default: ``steps * batch`` train prompts from ``config.seed``);
-               iteration s uses the s-th slice of ``config.batch``, cycling
+    prompts:   training prompts (default: ``steps * batch_size`` train prompts from ``config.seed``);
+               iteration s uses the s-th slice of ``config.batch_size``, cycling
     rm_fn:     an extra scorer logged as ``rm_reward`` (e.g. the RM during a PPO-GT run)
-
-    ``history.ctl`` holds the KL controller at the end (its ``.beta``).
+    kl_ctl:    the KL controller (default ``kl_controller(config)``); pass your own to read
+               the beta it ends on (``kl_ctl.beta``; ``kl_coef`` logs the beta of each iteration)
     """
     if not isinstance(policy, PolicyWithValue):
         raise TypeError(f"train_ppo: `policy` must be a PolicyWithValue, got "
@@ -299,20 +260,18 @@ def train_ppo(policy: PolicyWithValue, ref, tok, reward_fn, config: PPOConfig, e
         raise TypeError(f"train_ppo: `reward_fn` must be callable (prompts, completions, "
                         f"finished) -> scores, got {type(reward_fn).__name__}")
     if prompts is None:
-        prompts = world.make_prompts(config.steps * config.batch, "train", config.seed)
-    if len(prompts) < config.batch:
-        raise ValueError(f"train_ppo: need at least config.batch={config.batch} prompts, got "
+        prompts = world.make_prompts(config.steps * config.batch_size, "train", config.seed)
+    if len(prompts) < config.batch_size:
+        raise ValueError(f"train_ppo: need at least config.batch_size={config.batch_size} prompts, got "
                          f"{len(prompts)}")
-    ref.eval()  # pi_ref is frozen: rollout() only runs it under no_grad
-    opt = make_optimizer(policy, config)
-    ctl = kl_controller(config)
+    check_trainable_copy(policy, ref, "train_ppo")  # pi_ref is frozen: rollout() runs it under no_grad
+    opt = make_optimizer(policy, config.lr, config.value_lr)
+    ctl = kl_ctl or kl_controller(config)
     gen = torch.Generator().manual_seed(config.seed)
-    n_batches = len(prompts) // config.batch
 
     def step_fn(step: int) -> dict:
-        i = ((step - 1) % n_batches) * config.batch
         beta = ctl.beta
-        ro = rollout(policy, ref, tok, prompts[i:i + config.batch], reward_fn, config,
+        ro = rollout(policy, ref, tok, cycle(prompts, config.batch_size, step), reward_fn, config,
                      seed=config.seed * 100_003 + step, kl_coef=beta)
         updates = ppo_update(policy, opt, ro, config, gen)
         metrics = {k: float(np.mean([u[k] for u in updates])) for k in updates[-1]}
@@ -322,7 +281,6 @@ def train_ppo(policy: PolicyWithValue, ref, tok, reward_fn, config: PPOConfig, e
         return metrics
 
     history = History(name or f"ppo-{config.reward}")
-    history.ctl = ctl
     return train(policy.lm, step_fn, config.steps, evaluator, config.eval_every, history,
                  desc=history.name, progress=progress)
 
@@ -347,13 +305,14 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     seed_everything(config.seed)
     policy = new_policy(ref)
     evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
+    ctl = kl_controller(config)
     history = train_ppo(policy, ref, tok, reward_fn, config, evaluator,
-                        rm_fn=None if config.reward == "rm" else rm_fn, progress=False)
+                        rm_fn=None if config.reward == "rm" else rm_fn, progress=False, kl_ctl=ctl)
     batch = evaluator.sample(policy.lm)
     out = history.final()
     out.update(rm_reward=round(float(np.mean(rm_fn(batch.prompts, batch.completions,
                                                    batch.finished))), 4),
-               reward=config.reward, kl_coef=round(history.ctl.beta, 4),
+               reward=config.reward, kl_coef=round(ctl.beta, 4),
                adaptive=config.adaptive, steps=config.steps,
                clipfrac=round(history.last("clipfrac"), 4),
                approx_kl=round(history.last("approx_kl"), 5))
@@ -364,4 +323,9 @@ METHOD = Method(
     name="ppo", description="PPO-clip RLHF against the learned reward model (adds rm_reward; --set reward=gold)",
     config=PPOConfig, run=run,
     extra_keys=("rm_reward", "reward", "kl_coef", "adaptive", "steps", "clipfrac", "approx_kl"),
-    lecture="03_ppo_rlhf")
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "pg_loss",
+             "vf_loss", "clipfrac", "approx_kl", "ratio_mean", "vf_clipfrac", "explained_variance",
+             "score", "rm_reward", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
+             "kl_coef", "kl_penalty"),
+    lecture="03_ppo_rlhf",
+    smoke=dict(steps=2, eval_every=1))

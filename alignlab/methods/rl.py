@@ -10,7 +10,7 @@ The language model as an RL agent:
   penalty ``-kl_coef * (log pi(a_t|s_t) - log pi_ref(a_t|s_t))`` that keeps the
   policy near the reference.
 
-Three pieces live here:
+Four pieces live here:
 
 ``PolicyWithValue``
     a ``GPT2LMHeadModel`` plus a zero-initialised scalar value head; one forward
@@ -22,6 +22,9 @@ Three pieces live here:
 ``token_rewards(...)``
     the per-token reward: KL penalty on every completion token, plus the sequence
     score on the last real completion token.
+``new_policy(...)`` / ``make_optimizer(...)``
+    the trainable policy (a copy of the SFT model with a value head, optionally on its
+    own transformer) and its optimiser, one learning rate for the actor, one for the critic.
 
 Alignment of every (B, T) tensor (one left-padded row; ``lp`` = log-prob)::
 
@@ -57,6 +60,7 @@ import torch.nn.functional as F
 
 from .. import world
 from ..sampling import Batch, last_token_index, position_ids, sample, token_logprobs
+from ..training import make_optimizer as adamw
 
 # ---------------------------------------------------------------------------
 # 1. The policy with a value head
@@ -243,7 +247,7 @@ def rollout(policy: PolicyWithValue, ref, tok, prompts: list[str], reward_fn, co
     ref:       the frozen reference LM pi_ref (a plain causal LM)
     reward_fn: ``reward_fn(prompts, completions, finished) -> list[float]``, one score
                per completion (the gold judge here, a learned reward model in PPO)
-    config:    any object with ``max_new_tokens``, ``temperature`` and ``kl_coef``
+    config:    any object with ``max_new_tokens``, ``sampling_temperature`` and ``kl_coef``
                (e.g. ``pg.PGConfig``); ``kl_coef`` given here overrides it (adaptive KL)
     seed:      seed of the sampling draw (repeatable runs)
     """
@@ -251,7 +255,7 @@ def rollout(policy: PolicyWithValue, ref, tok, prompts: list[str], reward_fn, co
         raise TypeError(f"rollout: `policy` must be a PolicyWithValue, got "
                         f"{type(policy).__name__}; wrap the LM with PolicyWithValue(lm)")
     kl_coef = config.kl_coef if kl_coef is None else kl_coef
-    temperature = config.temperature
+    temperature = config.sampling_temperature
     was_training = policy.training
     policy.eval()
     batch = sample(policy.lm, tok, list(prompts), config.max_new_tokens, temperature, seed=seed)
@@ -286,3 +290,14 @@ def new_policy(sft_lm, critic: str = "shared") -> PolicyWithValue:
         p.requires_grad_(True)
     trunk = copy.deepcopy(lm.transformer) if critic == "separate" else None
     return PolicyWithValue(lm, value_trunk=trunk).to(next(sft_lm.parameters()).device).train()
+
+
+def make_optimizer(policy: PolicyWithValue, lr: float, value_lr: float) -> torch.optim.Optimizer:
+    """AdamW (betas 0.9/0.95, no weight decay) with learning rate ``lr`` for the policy's LM
+    and ``value_lr`` for its critic: the value head and, for a separate critic
+    (``new_policy(..., critic="separate")``), the critic's own transformer."""
+    critic = list(policy.value_head.parameters())
+    if policy.value_trunk is not None:
+        critic += list(policy.value_trunk.parameters())
+    return adamw([{"params": list(policy.lm.parameters()), "lr": lr},
+                  {"params": critic, "lr": value_lr}], lr, betas=(0.9, 0.95))

@@ -15,22 +15,11 @@ TRL's ``center_rewards_coefficient``) pins the free offset of the rewards near 0
 use on pairs sampled from the SFT model on *train* prompts. Lecture 03 (PPO)
 optimises against it; ``methods.bon`` (best-of-N) is the simplest policy that uses it.
 
-Metrics logged by ``train_reward_model`` (one definition each)
---------------------------------------------------------------
-===================  ============================================================================
-``loss``             what is minimised: ``bt_loss + center_coef * center_loss`` (minibatch)
-``bt_loss``          mean softplus(r_r - r_c) on the minibatch; ln 2 = 0.693 at step 0, falls
-                     towards the label noise floor (it cannot reach 0 with noisy annotators)
-``accuracy``         minibatch fraction with r_c > r_r (ties 1/2), against the annotator's labels
-``margin``           minibatch mean of r_c - r_r; grows as the RM separates pairs
-``reward_mean``      minibatch mean of r over chosen and rejected. The BT loss does not see it
-                     (it is shift-invariant), so without centering it drifts anywhere
-``center_loss``      minibatch mean of (r_c + r_r)^2; 0 when rewards are centred on 0
-``eval_accuracy``    held-out pairs (eval prompts) whose gold scores differ by more than
-                     ``min_gap``: fraction the RM orders as the **gold judge** does. Healthy: >0.8
-``eval_label_acc``   all held-out pairs: fraction the RM orders as the (noisy) annotator did
-``eval_loss``        BT loss on all held-out pairs (against the annotator's labels)
-===================  ============================================================================
+``train_reward_model`` logs ``METHOD.metrics`` (bottom of this module): the minibatch's
+``loss``, ``bt_loss``, ``accuracy``, ``margin``, ``reward_mean``, ``center_loss`` and, on
+held-out pairs, ``eval_accuracy`` (vs the gold judge: the headline), ``eval_label_acc``,
+``eval_loss``. Each is defined once, with what healthy looks like, in ``alignlab.metrics``
+(``print(metrics.table(METHOD.metrics))``).
 """
 
 from __future__ import annotations
@@ -44,18 +33,17 @@ from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
     PreTrainedTokenizerFast,
-    get_cosine_schedule_with_warmup,
 )
 
 from .. import cache, data, world
-from ..config import override
+from ..config import for_profile
 from ..evaluation import Evaluator
 from ..losses import bt_loss, pairwise_accuracy
 from ..models import Profile, get_device, get_profile, seed_everything, settings_dict
 from ..pipeline import load_sft, sft_folder
 from ..registry import Method
 from ..sampling import encode, last_token_index, position_ids
-from ..training import History, train
+from ..training import History, cosine_schedule, epochs, make_optimizer, optimizer_step, train
 
 
 @dataclass
@@ -64,7 +52,7 @@ class RMConfig:
 
     n_pairs: int = 8192
     """Training preference pairs: two SFT samples per train prompt, labelled by the annotator."""
-    temperature: float = 0.1
+    annotator_temperature: float = 0.1
     """Annotator noise: P(a > b) = sigmoid((gold_a - gold_b) / temperature); 0 = noiseless."""
     steps: int = 500
     """Optimiser steps."""
@@ -83,16 +71,14 @@ class RMConfig:
     """Evaluate on the held-out pairs every this many steps (and at step 0 and the end)."""
     min_gap: float = 0.2
     """Held-out accuracy counts pairs whose gold scores differ by more than this."""
+    seed: int = 0
+    """Seeds the preference pairs, the score head's initialisation and the minibatch order."""
 
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> RMConfig:
         """The defaults for ``profile`` (``quick``: these; ``full``: more data and steps)."""
-        profile = profile if isinstance(profile, Profile) else get_profile(profile)
-        config = cls()
-        if profile.name == "full":
-            config = dataclasses.replace(config, n_pairs=16384, steps=1000, lr=1e-3,
-                                         n_eval_pairs=2048, eval_every=200)
-        return override(config, overrides) if overrides else config
+        return for_profile(cls, profile, full=dict(n_pairs=16384, steps=1000, lr=1e-3,
+                                                   n_eval_pairs=2048, eval_every=200), **overrides)
 
 
 # ---------------------------------------------------------------------------
@@ -252,32 +238,13 @@ def preference_data(sft, tok, n_pairs: int, split: str = "train", temperature: f
     return data.sample_pairs(sft, tok, prompts, temperature, seed + offset, max_new_tokens)
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator,
-                           group: int = 50) -> list[list[int]]:
-    """One epoch of minibatches (lists of row indices) in random order, each drawn from rows of
-    similar length: shuffle, sort within groups of ``group`` minibatches, cut, shuffle the cuts
-    (the "group by length" of HF's Trainer). Every row appears once."""
-    perm = torch.randperm(len(lengths), generator=gen).tolist()
-    span = batch_size * group
-    batches = []
-    for s in range(0, len(perm), span):
-        chunk = sorted(perm[s:s + span], key=lambda i: lengths[i])
-        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
-    return [batches[k] for k in torch.randperm(len(batches), generator=gen).tolist()]
-
-
-def _optimizer(model, config: RMConfig):
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return opt, get_cosine_schedule_with_warmup(opt, max(1, config.steps // 20), config.steps)
-
-
 def train_reward_model(rm, tok, train_ds, config: RMConfig | None = None, eval_fn=None,
-                       progress: bool = True, seed: int = 0, name: str = "rm") -> History:
+                       progress: bool = True, name: str = "rm") -> History:
     """Train ``rm`` in place with the Bradley-Terry loss, on the shared loop. Returns its History.
 
     ``train_ds``: prompt/chosen/rejected pairs. ``eval_fn``: None, a held-out dataset (scored
     with ``rm_metrics``), or a callable ``rm -> dict``; it runs at step 0, every
-    ``config.eval_every`` steps and at the end. ``seed`` fixes the minibatch order.
+    ``config.eval_every`` steps and at the end. ``config.seed`` fixes the minibatch order.
     """
     config = config or RMConfig()
     data.validate_preferences(train_ds, "paired")
@@ -288,43 +255,32 @@ def train_reward_model(rm, tok, train_ds, config: RMConfig | None = None, eval_f
     prompts, chosen, rejected = (list(train_ds[c]) for c in ("prompt", "chosen", "rejected"))
     n, B = len(prompts), min(config.batch_size, len(prompts))
     encoded = encode(tok, prompts + prompts, chosen + rejected)  # tokenise once: rows i and n + i
-    gen = torch.Generator().manual_seed(seed)
     lengths = torch.maximum(encoded.attention_mask[:n].sum(-1), encoded.attention_mask[n:].sum(-1))
-    queue: list[list[int]] = []
-    opt, sched = _optimizer(rm, config)
-    history = History(name)
-    if eval_fn is not None:  # the shared loop's evaluator is for policies; an RM logs its own
-        history.log(0, **eval_fn(rm))
+    # every epoch in minibatches of pairs of similar lengths (less padding to compute)
+    batches = epochs(n, B, config.seed, drop_last=False, lengths=lengths.tolist())
+    opt = make_optimizer(rm, config.lr, weight_decay=config.weight_decay)
+    sched = cosine_schedule(opt, config.steps)
     rm.train()
 
     def step_fn(step: int) -> dict:
-        if not queue:  # a new epoch, in minibatches of similar lengths (less padding to compute)
-            queue.extend(length_grouped_batches(lengths.tolist(), B, gen))
-        idx = queue.pop()
+        idx = next(batches)
         rows = torch.tensor(idx + [n + i for i in idx])
         ids, mask = encoded.input_ids[rows], encoded.attention_mask[rows]
         first = int(mask.any(0).long().argmax())  # drop columns that are padding in every row
         r = score(rm, {"input_ids": ids[:, first:].to(device),
                        "attention_mask": mask[:, first:].to(device)})
-        r_c, r_r = r[:B], r[B:]
+        r_c, r_r = r[:len(idx)], r[len(idx):]  # a short last batch (drop_last=False) too
         loss_bt = bt_loss(r_c, r_r)
         center = ((r_c + r_r) ** 2).mean()
         loss = loss_bt + config.center_coef * center
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        metrics = {"loss": loss.item(), "bt_loss": loss_bt.item(),
-                   "accuracy": float(pairwise_accuracy(r_c, r_r)),
-                   "margin": (r_c - r_r).mean().item(), "reward_mean": r.mean().item(),
-                   "center_loss": center.item()}
-        if eval_fn is not None and (step % config.eval_every == 0 or step == config.steps):
-            metrics.update(eval_fn(rm))
-            rm.train()
-        return metrics
+        grad_norm = optimizer_step(loss, opt, rm, 1.0, sched)
+        return {"loss": loss.item(), "grad_norm": grad_norm, "bt_loss": loss_bt.item(),
+                "accuracy": float(pairwise_accuracy(r_c, r_r)),
+                "margin": (r_c - r_r).mean().item(), "reward_mean": r.mean().item(),
+                "center_loss": center.item()}
 
-    train(rm, step_fn, config.steps, None, history=history, desc=name, progress=progress)
+    history = train(rm, step_fn, config.steps, eval_fn, config.eval_every, History(name),
+                    desc=name, progress=progress)
     rm.eval()
     return history
 
@@ -341,7 +297,7 @@ def rm_settings(profile, seed: int = 0, config: RMConfig | None = None) -> dict:
     """The cache key's settings: profile, seed, RM config and the SFT model it starts from."""
 
     profile = _resolve(profile)
-    config = config or RMConfig.for_profile(profile)
+    config = config or RMConfig.for_profile(profile, seed=seed)
     return {"profile": settings_dict(profile), "seed": seed, "config": dataclasses.asdict(config),
             "sft": sft_folder(profile, seed, progress=False).name}
 
@@ -351,18 +307,19 @@ def build_reward_model(profile=None, seed: int = 0, config: RMConfig | None = No
     """Sample pairs from the SFT model and train a reward model on them (no cache).
 
     Returns (rm, tok, history, train_ds, eval_ds). ``load_reward_model`` caches this.
+    ``seed`` picks the SFT model; ``config.seed`` (default: ``seed``) the RM's own randomness.
     """
 
     profile = _resolve(profile)
-    config = config or RMConfig.for_profile(profile)
+    config = config or RMConfig.for_profile(profile, seed=seed)
     sft, tok = load_sft(profile, seed, device, progress)
-    seed_everything(seed)
-    train_ds = preference_data(sft, tok, config.n_pairs, "train", config.temperature, seed,
-                               profile.max_new_tokens)
-    eval_ds = preference_data(sft, tok, config.n_eval_pairs, "eval", config.temperature, seed,
-                              profile.max_new_tokens)
-    rm = new_reward_model(sft, tok, seed)
-    history = train_reward_model(rm, tok, train_ds, config, eval_ds, progress, seed)
+    seed_everything(config.seed)
+    train_ds = preference_data(sft, tok, config.n_pairs, "train", config.annotator_temperature,
+                               config.seed, profile.max_new_tokens)
+    eval_ds = preference_data(sft, tok, config.n_eval_pairs, "eval", config.annotator_temperature,
+                              config.seed, profile.max_new_tokens)
+    rm = new_reward_model(sft, tok, config.seed)
+    history = train_reward_model(rm, tok, train_ds, config, eval_ds, progress)
     return rm, tok, history, train_ds, eval_ds
 
 
@@ -422,10 +379,6 @@ def load_reward_model(profile=None, seed: int = 0, device=None, config: RMConfig
 # 5. Command line: python -m alignlab run rm
 # ---------------------------------------------------------------------------
 
-def _config(profile: Profile, overrides: dict) -> RMConfig:
-    return override(RMConfig.for_profile(profile), overrides)
-
-
 def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     """CLI entry: train or load the RM; report its held-out accuracy and the reference's metrics.
 
@@ -434,7 +387,7 @@ def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> di
     pairs with gold gap > min_gap), ``rm_label_accuracy`` is against the annotator's labels.
     """
 
-    config = _config(profile, overrides or {})
+    config = RMConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
     meta = cache.read_meta(rm_folder(profile, seed, config, progress=False))
     sft, tok = load_sft(profile, seed, progress=False)
     metrics = Evaluator(sft, tok, seed=seed, profile=profile)(sft)
@@ -446,4 +399,7 @@ def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> di
 METHOD = Method(
     name="rm", description="train the Bradley-Terry reward model on preference pairs (adds rm_accuracy)",
     config=RMConfig, run=run_rm, extra_keys=("rm_accuracy", "rm_label_accuracy", "min_gap"),
-    lecture="01_bradley_terry")
+    metrics=("loss", "grad_norm", "bt_loss", "accuracy", "margin", "reward_mean", "center_loss",
+             "eval_accuracy", "eval_label_acc", "eval_loss"),
+    lecture="01_bradley_terry",
+    smoke=dict(n_pairs=64, steps=4, batch_size=16, n_eval_pairs=32, eval_every=2))

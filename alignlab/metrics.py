@@ -17,6 +17,7 @@ target, V the value head, beta the KL strength, r* the gold judge.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,8 @@ WHERE = {
     "dpo": "`methods.dpo.train_dpo` (lecture 04)",
     "kto": "`methods.kto.train_kto` (lecture 05)",
     "offline_ppo": "`methods.kto.train_offline_ppo` (lecture 05's baseline)",
+    "rloo": "`methods.grpo.train_group` (lecture 07)",
+    "grpo": "`methods.grpo.train_group` (lecture 07)",
 }
 """The function that logs each method's ``History``, in lecture order."""
 
@@ -332,6 +335,23 @@ METRICS: dict[str, Metric] = {
 }
 """Every logged or reported metric by name (a name ending in ``*`` is a prefix)."""
 
+
+METRICS["completions"] = Metric(
+    "completions sampled during training: prompts per step x k samples per prompt x steps (the "
+    "sample budget lecture 07 holds equal to PPO's)",
+    "fixed by the settings; compare methods at equal values", (), ("rloo", "grpo"))
+
+# RLOO and GRPO (lecture 07) log the rollout and PPO-style update metrics of PPO under the
+# same definitions (for RLOO, clipfrac counts completions: its ratio is per sequence).
+_GROUP_LOGS = ("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "clipfrac",
+               "approx_kl", "ratio_mean", "score", "rollout_gold", "rollout_valid", "rollout_len",
+               "rollout_kl", "kl_coef", "kl_penalty")
+for _name in _GROUP_LOGS:
+    _m = METRICS[_name]
+    METRICS[_name] = dataclasses.replace(
+        _m, logged_by=_m.logged_by + ("rloo", "grpo"),
+        reported_by=_m.reported_by + (("rloo", "grpo") if _name in ("gold_reward", "kl", "win_rate",
+                                                                     "valid_rate", "clipfrac") else ()))
 
 def lookup(key: str) -> Metric | None:
     """The definition of ``key`` (directly, or through a ``prefix*`` entry), else None."""

@@ -74,7 +74,8 @@ def test_table_shows_each_definition_once():
     text = metrics.table(["clipfrac", "grad_var_none", "grad_var_mean"], who=True)
     lines = text.splitlines()
     assert lines[0] == "| metric | logged by | definition | healthy |" and len(lines) == 4
-    assert "`grad_var_*`" in lines[3] and "`ppo`, `offline_ppo`; JSON: `ppo`" in lines[2]
+    assert "`grad_var_*`" in lines[3] and \
+        "`ppo`, `offline_ppo`, `rloo`, `grpo`; JSON: `ppo`, `rloo`, `grpo`" in lines[2]
 
 
 def test_the_shared_metrics_have_one_source():

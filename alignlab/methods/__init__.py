@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .. import pipeline
 from ..registry import Method
-from . import bon, dpo, kto, pg, ppo, rm
+from . import bon, dpo, grpo, kto, pg, ppo, rm
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     pipeline.METHOD,
@@ -24,5 +24,7 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     ppo.METHOD,
     dpo.METHOD,
     kto.METHOD,
+    grpo.RLOO_METHOD,
+    grpo.GRPO_METHOD,
 )}
 """Every method of the course by name, in lecture order."""

@@ -1,16 +1,26 @@
 """The exercise generator (solutions/ -> exercises/) and the instructor's grader.
 
-The slow test grades a folder of five submissions built from the 02 (GAE) exercise
-notebook, the one that trains no model: correct, partly wrong (a renamed function, a
-deleted check cell, a mask bug), not valid JSON, never terminating (after a syntax
-error), and the untouched stub. It runs real kernels with a 35 s limit per submission.
+The slow tests grade folders of real submissions, each in its own process:
+
+* five built from the 02 (GAE) exercise notebook, the one that trains no model: correct,
+  partly wrong (a renamed function, a deleted check cell, a mask bug), not valid JSON,
+  never terminating (after a syntax error), and the untouched stub (35 s limit each);
+* hostile ones of set 04 (`fixtures/hostile.py`), inside the bubblewrap sandbox with small
+  memory, disk and process caps, so that they cannot endanger the machine: they patch the
+  checks or the reference, kill their parent, fork without end, allocate all memory, fill
+  the disk, write to the CSV, close stdout, never return;
+* two on a machine without bubblewrap (simulated), where the grader says so and still
+  judges from outside the student's process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -18,10 +28,12 @@ import nbformat
 import pytest
 
 from alignlab.course import exercises, grading
-from alignlab.course.checks import EXERCISE_SETS, max_points
+from alignlab.course.checks import EXERCISE_SETS, max_points, run_check
+from alignlab.course.grading import authorship, protocol, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+import hostile  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # The generator
@@ -179,7 +191,7 @@ def graded(tmp_path_factory):
     _submissions(tmp / "subs")
     t0 = time.monotonic()
     rows = grading.grade_folder(tmp / "subs", tmp / "grades.csv", timeout=35, executed=tmp / "executed",
-                                progress=False)
+                                progress=False, jobs=2)
     return rows, tmp, time.monotonic() - t0
 
 
@@ -224,3 +236,147 @@ def test_grader_csv_matches_the_rows_and_executed_copies_are_kept(graded):
     executed = nbformat.read(tmp / "executed" / "alice.ipynb", as_version=4)
     summary = json.dumps(executed.cells[-1].outputs, ensure_ascii=False)
     assert "compute_gae" in summary and "6/6  ✅ passed" in summary
+
+
+# ---------------------------------------------------------------------------
+# The grader: authorship flags and the channel (no kernel)
+# ---------------------------------------------------------------------------
+
+
+def _code(folder: str, set_name: str) -> list[str]:
+    nb = nbformat.read(ROOT / folder / f"{set_name}.ipynb", as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def test_authorship_flags_calls_of_the_library_and_reads_outside_the_folder():
+    for set_name in EXERCISE_SETS:  # the solutions themselves need no review
+        assert authorship.review_flags(_code("solutions", set_name), EXERCISE_SETS[set_name]) == [], set_name
+    solution, _ = hostile.HOSTILE["calls_reference"]
+    assert authorship.review_flags([hostile.IMPORTS, solution], ["dpo_loss"]) == [
+        "`dpo_loss` uses alignlab.losses.dpo_loss"]
+    sneaky = ("import alignlab.course.checks as c\nimport alignlab\n"
+              "def helper(x):\n    return alignlab.losses.bt_loss(x, x)\n"
+              "def bt_loss(a, b):\n    return helper(a)\n"
+              "text = open('/work/solutions/01_bradley_terry.py').read()\n%timeit 1")
+    flags = authorship.review_flags([sneaky], ["bt_loss", "rm_accuracy"])
+    assert flags == ["`bt_loss` uses alignlab.losses.bt_loss", "reads /work/solutions/01_bradley_terry.py"]
+
+
+def test_the_channel_carries_values_never_objects():
+    import torch
+
+    x = torch.arange(6.0).reshape(2, 3).requires_grad_(True)
+    frame = protocol.pack({"out": (x, 1.5, float("inf"), None, [True, "s"], {"k": 2}), "other": object()})
+    r, w = __import__("os").pipe()
+    __import__("os").write(w, frame)
+    got = protocol.Reader(r).recv(time.monotonic() + 5)
+    t, f, inf, none, lst, d = got["out"]
+    assert torch.equal(t, x.detach()) and t.requires_grad and (f, inf, none, lst, d) == (
+        1.5, float("inf"), None, [True, "s"], {"k": 2})
+    assert type(got["other"]).__name__ == "object" and isinstance(got["other"], protocol.Opaque)
+    for bad in [{"$t": 0, "dtype": "object", "shape": [1]}, {"$t": 0, "dtype": "float32", "shape": [3]},
+                {"$pickle": "..."}]:
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode(bad, [b"\0" * 4])
+    __import__("os").write(w, b"GARBAGE!" * 2)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.Reader(r).recv(time.monotonic() + 5)
+
+
+# ---------------------------------------------------------------------------
+# The grader: hostile submissions, inside the sandbox with small caps
+# ---------------------------------------------------------------------------
+
+HOSTILE_LIMITS = sandbox.Limits(memory_mb=1536, processes=24, scratch_mb=32, file_mb=16)
+
+
+def _honest_points(solution: str) -> int:
+    ns: dict = {}
+    exec(hostile.IMPORTS + "\n" + solution, ns)
+    return run_check("dpo_loss", ns["dpo_loss"]).points
+
+
+@pytest.fixture(scope="module")
+def hostile_graded(tmp_path_factory):
+    if not sandbox.detect("auto").isolated:
+        pytest.skip("bubblewrap is not available here: hostile submissions are only run inside its sandbox "
+                    "(apt-get install bubblewrap)")
+    tmp = tmp_path_factory.mktemp("hostile")
+    subs, out = tmp / "subs", tmp / "grades.csv"
+    subs.mkdir()
+    for name, (solution, attack) in hostile.HOSTILE.items():
+        nbformat.write(hostile.notebook(solution, attack.replace("{csv!r}", repr(str(out)))), subs / f"{name}.ipynb")
+    nbformat.write(hostile.notebook(hostile.CORRECT, "x = 1"), subs / "zz_honest.ipynb")
+    printed = io.StringIO()
+    t0 = time.monotonic()
+    with contextlib.redirect_stdout(printed):
+        rows = grading.grade_folder(subs, out, timeout=30, progress=True, jobs=2, limits=HOSTILE_LIMITS)
+    return {Path(r["submission"]).stem: r for r in rows}, out, printed.getvalue(), time.monotonic() - t0
+
+
+@pytest.mark.slow
+def test_hostile_submissions_score_no_more_than_their_honest_solution(hostile_graded):
+    rows, out, printed, seconds = hostile_graded
+    print(f"graded {len(rows)} hostile submissions in {seconds:.1f} s")
+    for name, row in rows.items():
+        print(f"{name:18} {row['status']:12} {row['points']}/6 {row['seconds']:5} s  {row['error'][:110]}")
+    assert printed.startswith("sandbox: bubblewrap")  # the sandbox in use, named in the grader's output
+    honest = {name: _honest_points(solution) for name, (solution, _) in hostile.HOSTILE.items()}
+    assert honest["full_marks"] == 0 and honest["patched_reference"] < 6 and honest["kill_parent"] == 6
+    for name, row in rows.items():
+        assert row["points"] <= honest.get(name, 6), (name, row)
+    # the attacks on the judge change nothing: the points are the honest solution's
+    assert rows["full_marks"]["points"] == 0
+    assert rows["patched_reference"]["points"] == honest["patched_reference"]
+    assert "reference is missing" in rows["patched_reference"]["feedback"]
+    # the attacks on the machine cost at most that submission's own run
+    for name in ("kill_parent", "closes_stdout", "disk_filler", "csv_writer", "fork_bomb", "zz_honest"):
+        assert rows[name]["points"] == 6, (name, rows[name])
+    assert rows["kill_parent"]["status"] == "ok" and rows["zz_honest"]["status"] == "ok"
+    assert "BlockingIOError" in rows["fork_bomb"]["error"] or "fork" in rows["fork_bomb"]["error"].lower()
+    assert "OSError" in rows["disk_filler"]["error"]
+    assert rows["csv_writer"]["status"] == "cell errors"
+    assert rows["memory_hog"]["status"] in ("cell errors", "kernel died") and (
+        "MemoryError" in rows["memory_hog"]["error"] or "memory" in rows["memory_hog"]["error"])
+    assert rows["never_returns"]["status"] == "killed" and rows["never_returns"]["points"] == 6  # its check cell
+    assert rows["never_returns"]["seconds"] < 30 + grading.GRACE + 5
+    # authorship: full points, but flagged
+    assert rows["calls_reference"]["points"] == 6
+    assert rows["calls_reference"]["review"] == "needs review: `dpo_loss` uses alignlab.losses.dpo_loss"
+    assert all(not rows[n]["review"] for n in ("zz_honest", "kill_parent", "full_marks"))
+
+
+@pytest.mark.slow
+def test_hostile_submissions_leave_one_row_each_and_the_csv_untouched(hostile_graded):
+    rows, out, _, _ = hostile_graded
+    with open(out, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["submission"] for r in table] == sorted(f"{n}.ipynb" for n in [*hostile.HOSTILE, "zz_honest"])
+    assert "hostile.ipynb" not in out.read_text()
+
+
+# ---------------------------------------------------------------------------
+# The grader on a machine without bubblewrap (simulated)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_without_a_sandbox_the_grader_says_so_once_and_still_judges_from_outside(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)  # no bwrap on this machine
+    sandbox._detect.cache_clear()
+    try:
+        box = sandbox.detect()
+        assert not box.isolated and "NO SANDBOX" in box.describe(HOSTILE_LIMITS)
+        subs = tmp_path / "subs"
+        subs.mkdir()
+        for name in ("full_marks", "kill_parent"):
+            solution, attack = hostile.HOSTILE[name]
+            nbformat.write(hostile.notebook(solution, attack), subs / f"{name}.ipynb")
+        rows = grading.grade_folder(subs, tmp_path / "g.csv", timeout=30, progress=False, jobs=2,
+                                    limits=HOSTILE_LIMITS)
+    finally:
+        sandbox._detect.cache_clear()
+    err = capsys.readouterr().err
+    assert err.count("NO SANDBOX") == 1
+    got = [(r["submission"], r["status"], r["points"]) for r in rows]
+    assert got == [("full_marks.ipynb", "ok", 0), ("kill_parent.ipynb", "ok", 6)]  # its parent was a keeper

@@ -202,12 +202,31 @@ class Sandbox:
                "--size", str(limits.scratch_mb * 2**20), "--tmpfs", "/tmp",
                "--size", str(limits.scratch_mb * 2**20), "--tmpfs", "/dev/shm",
                "--dir", "/tmp/work", "--chdir", "/tmp/work"]
+        for path in _runtime_paths_under_scratch():  # e.g. a clone and its venv under /tmp
+            cmd += ["--ro-bind", str(path), str(path)]
         for path in hide:
             if path.is_dir():
                 cmd += ["--tmpfs", str(path)]
             elif path.exists():
                 cmd += ["--ro-bind", "/dev/null", str(path)]
         return cmd + ["--"] + argv
+
+
+def _runtime_paths_under_scratch() -> list[Path]:
+    """Folders the student's Python needs (interpreter, venv, the alignlab source, its cache)
+    that lie under ``/tmp`` or ``/dev/shm``, which the sandbox replaces with empty tmpfs; they
+    are bound back read-only. Nested ones are covered by their outermost folder."""
+    import alignlab
+
+    candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent,
+                  Path(alignlab.__file__).resolve().parents[1]}
+    candidates |= {Path(p) for p in sys.path if p}
+    if os.environ.get("ALIGNLAB_CACHE"):
+        candidates.add(Path(os.environ["ALIGNLAB_CACHE"]))
+    scratch = (Path("/tmp"), Path("/dev/shm"))
+    found = sorted({c.resolve() for c in candidates if c.exists()
+                    and any(c.resolve().is_relative_to(s) and c.resolve() != s for s in scratch)})
+    return [p for p in found if not any(p != q and p.is_relative_to(q) for q in found)]
 
 
 def _bwrap_version() -> str | None:

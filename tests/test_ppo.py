@@ -191,3 +191,11 @@ def test_train_ppo_rejects_a_plain_lm(tiny_lm):
     with pytest.raises(TypeError, match="PolicyWithValue"):
         ppo.train_ppo(lm, lm, tok, gold_reward_fn, _config(), progress=False)
     assert isinstance(ppo.new_policy(lm), PolicyWithValue)
+
+
+def test_ppo_config_critic_setting():
+    from alignlab.methods import ppo
+
+    assert ppo.PPOConfig().critic == "shared"
+    with pytest.raises(ValueError, match="critic"):
+        ppo.PPOConfig(critic="both")

@@ -144,20 +144,28 @@ def group_rollout(policy: PolicyWithValue, ref, tok, prompts: list[str], config:
     return rollout(policy, ref, tok, repeated, reward_fn, config, seed=seed, kl_coef=0.0)
 
 
-def advantages(ro: Rollout, config: RLOOConfig) -> torch.Tensor:
+def advantages(ro: Rollout, config: RLOOConfig, advantage_fn=None) -> torch.Tensor:
     """(B,) one advantage per completion: RLOO's leave-one-out of the KL-penalised rewards, or
-    GRPO's group-normalised scores (a ``GRPOConfig``)."""
+    GRPO's group-normalised scores (a ``GRPOConfig``).
+
+    advantage_fn: replaces ``rloo_advantages`` / ``group_advantages``: (P, k) rewards -> (P, k)
+                  advantages (an exercise's own function)."""
     k = config.k
     if isinstance(config, GRPOConfig):
-        return group_advantages(ro.scores.view(-1, k), config.scale, config.eps).reshape(-1)
+        fn = advantage_fn or (lambda r: group_advantages(r, config.scale, config.eps))
+        return torch.as_tensor(fn(ro.scores.view(-1, k))).detach().reshape(-1)
     rewards = kl_penalised_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, ro.mask, config.beta)
-    return rloo_advantages(rewards.view(-1, k)).reshape(-1)
+    return torch.as_tensor((advantage_fn or rloo_advantages)(rewards.view(-1, k))).detach().reshape(-1)
 
 
 def minibatch_loss(policy: PolicyWithValue, ro: Rollout, adv: torch.Tensor, idx: torch.Tensor,
-                   config: RLOOConfig) -> tuple[torch.Tensor, dict]:
+                   config: RLOOConfig, loss_fn=None) -> tuple[torch.Tensor, dict]:
     """(loss, stats) of rows ``idx`` of ``ro``, with gradient; the new log-probs come from the same
-    forward pass as the rollout's old ones, so on the first minibatch the ratio is exactly 1."""
+    forward pass as the rollout's old ones, so on the first minibatch the ratio is exactly 1.
+
+    loss_fn: GRPO only, replaces ``grpo_loss`` for the gradient (an exercise's own function,
+             ``loss_fn(logprobs, old, ref, advantages, mask, clip_eps, beta) -> loss``); the
+             logged statistics still come from ``grpo_loss``."""
     b = ro.batch
     logp, _ = policy(b.input_ids[idx], b.attention_mask[idx], config.sampling_temperature)
     mask = ro.mask[idx]
@@ -166,6 +174,9 @@ def minibatch_loss(policy: PolicyWithValue, ro: Rollout, adv: torch.Tensor, idx:
         loss, stats = grpo_loss(logp, old, ro.ref_logprobs[idx], adv[idx], mask, config.clip_eps, config.beta,
                                 config.aggregation, config.max_new_tokens)
         stats.pop("kl")  # the k3 term; the rollout's k1 KL is logged as rollout_kl
+        if loss_fn is not None:
+            loss = loss_fn(logp, old, ro.ref_logprobs[idx], adv[idx], mask, config.clip_eps, config.beta)
+            loss = loss[0] if isinstance(loss, (tuple, list)) else loss
     else:
         loss, stats = rloo_loss(logp, old, adv[idx], mask, config.clip_eps)
     with torch.no_grad():
@@ -184,16 +195,17 @@ def rollout_metrics(ro: Rollout, beta: float) -> dict:
 
 
 def group_step(policy: PolicyWithValue, opt, ro: Rollout, config: RLOOConfig,
-               generator: torch.Generator | None = None) -> dict:
+               generator: torch.Generator | None = None, advantage_fn=None, loss_fn=None) -> dict:
     """``config.epochs`` passes of shuffled minibatch updates on ``ro``; the step's metrics
-    (means over its updates, then the rollout's)."""
-    adv = advantages(ro, config)
+    (means over its updates, then the rollout's). ``advantage_fn``, ``loss_fn``: see
+    ``advantages`` and ``minibatch_loss``."""
+    adv = advantages(ro, config, advantage_fn)
     policy.train()
     batches = epochs(len(ro), config.minibatch, generator)
     updates = []
     for _ in range(config.epochs * (len(ro) // config.minibatch)):
         idx = torch.tensor(next(batches), device=ro.mask.device)
-        loss, stats = minibatch_loss(policy, ro, adv, idx, config)
+        loss, stats = minibatch_loss(policy, ro, adv, idx, config, loss_fn)
         stats["grad_norm"] = optimizer_step(loss, opt, policy.lm, config.max_grad_norm)
         updates.append(stats)
     metrics = {k: float(np.mean([u[k] for u in updates])) for k in updates[0]}
@@ -207,13 +219,15 @@ def group_step(policy: PolicyWithValue, opt, ro: Rollout, config: RLOOConfig,
 
 def train_group(policy: PolicyWithValue, ref, tok, config: RLOOConfig, evaluator=None,
                 prompts: list[str] | None = None, reward_fn=gold_reward_fn, progress: bool = True,
-                name: str | None = None) -> History:
+                name: str | None = None, advantage_fn=None, loss_fn=None) -> History:
     """Train ``policy`` in place with RLOO (an ``RLOOConfig``) or GRPO (a ``GRPOConfig``) on the
     shared loop; returns its ``History``.
 
     prompts:   training prompts (default: steps * batch_size train prompts from ``config.seed``);
                step s uses the s-th slice of ``config.batch_size``, cycling, k samples each
     reward_fn: the sequence score (default: the gold judge)
+    advantage_fn, loss_fn: replace the library's advantages / GRPO loss (exercise set 07 trains
+               with the student's functions; see ``advantages`` and ``minibatch_loss``)
     """
     if not isinstance(policy, PolicyWithValue):
         raise TypeError(f"train_group: `policy` must be a PolicyWithValue, got {type(policy).__name__}; "
@@ -230,7 +244,7 @@ def train_group(policy: PolicyWithValue, ref, tok, config: RLOOConfig, evaluator
     def step_fn(step: int) -> dict:
         ro = group_rollout(policy, ref, tok, cycle(prompts, config.batch_size, step), config, reward_fn,
                            seed=config.seed * 100_003 + step)
-        return group_step(policy, opt, ro, config, gen)
+        return group_step(policy, opt, ro, config, gen, advantage_fn, loss_fn)
 
     history = History(name or ("grpo" if isinstance(config, GRPOConfig) else "rloo"))
     return train(policy.lm, step_fn, config.steps, evaluator, config.eval_every, history,

@@ -82,6 +82,8 @@ class PPOConfig:
     """How far a value prediction may move from its rollout value before clipping."""
     vf_coef: float = 0.5
     """Weight of the value loss in the total loss."""
+    critic: str = "shared"
+    """'shared': value head on the policy's trunk; 'separate': on its own copy of the SFT transformer."""
     gamma: float = 1.0
     """Discount; 1 because an episode is one short completion."""
     lam: float = 0.95
@@ -115,6 +117,8 @@ class PPOConfig:
                                                    kl_horizon=256), **overrides)
 
     def __post_init__(self):
+        if self.critic not in ("shared", "separate"):
+            raise ValueError(f"PPOConfig.critic must be 'shared' or 'separate', got {self.critic!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"PPOConfig.reward must be one of {REWARDS}, got {self.reward!r}")
         for name in ("gamma", "lam"):
@@ -303,7 +307,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     rm_fn = rm_reward_fn(rm, tok)
     reward_fn = rm_fn if config.reward == "rm" else gold_reward_fn
     seed_everything(config.seed)
-    policy = new_policy(ref)
+    policy = new_policy(ref, config.critic)
     evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
     ctl = kl_controller(config)
     history = train_ppo(policy, ref, tok, reward_fn, config, evaluator,

@@ -970,3 +970,156 @@ def rloo_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2):
         clipped = ((ratio < 1 - clip_eps) & (adv < 0)) | ((ratio > 1 + clip_eps) & (adv > 0))
         stats = {"clipfrac": clipped.float().mean(), "ratio_mean": ratio.mean()}
     return loss, stats
+
+
+# ---------------------------------------------------------------------------
+# Online preference learning: BPO, VPO and XPO (lecture 06)
+#
+# Online DPO is ``dpo_loss`` itself, on pairs sampled from the current policy and labelled
+# as they come. BPO changes which model is the reference; VPO and XPO add a term on
+# samples of a "calibration" policy (here pi_ref) to the DPO loss. All log-probs are
+# SUMMED over the completion's tokens, as in ``dpo_loss``.
+# ---------------------------------------------------------------------------
+
+VPO_MODES = {"online": 1.0, "offline": -1.0}
+"""VPO's sign: +1 online (optimism: push the calibration samples DOWN, explore), -1 offline
+(pessimism: pull them UP, an SFT-like regulariser on the data)."""
+
+
+def _check_dpo_inputs(fn, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                      ref_rejected_logps, ref_names=("ref_chosen_logps", "ref_rejected_logps")):
+    _check_pair(fn, policy_chosen_logps, policy_rejected_logps, ("policy_chosen_logps", "policy_rejected_logps"))
+    for name, x in zip(ref_names, (ref_chosen_logps, ref_rejected_logps)):
+        _check_float(fn, name, x, ndim=1, expected="(B,)")
+        _check_finite(fn, name, x)
+        _check_same_shape(fn, "policy_chosen_logps", policy_chosen_logps, name, x,
+                          "the reference log-probs were computed on a different batch than the policy's.")
+
+
+def _dpo_terms(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    """(B,) per-pair DPO losses and the two (B,) implicit rewards (with gradient)."""
+    chosen = beta * (policy_chosen_logps - ref_chosen_logps)
+    rejected = beta * (policy_rejected_logps - ref_rejected_logps)
+    return -F.logsigmoid(chosen - rejected), chosen, rejected
+
+
+def bpo_loss(policy_chosen_logps, policy_rejected_logps, behaviour_chosen_logps, behaviour_rejected_logps,
+             beta=0.1):
+    """BPO: DPO with the behaviour LLM as the reference (Xu et al. 2024, arXiv 2406.12168, sec. 4).
+
+    policy_chosen_logps:      (B,) summed log pi_theta(y_c|x) under the policy being trained
+    policy_rejected_logps:    (B,) the same for y_r
+    behaviour_chosen_logps:   (B,) summed log pi_beh(y_c|x) under the BEHAVIOUR policy: the frozen
+                              snapshot that sampled this pair (not the SFT model)
+    behaviour_rejected_logps: (B,)
+    beta:                     strength of the trust region around pi_beh
+
+        loss = mean_i -log sigmoid( beta [log pi_theta/pi_beh (y_c) - log pi_theta/pi_beh (y_r)] )
+
+    The formula is ``dpo_loss``'s; what changes is where the reference comes from. Online DPO
+    keeps pi_ref = pi_SFT while the data comes from ever newer policies, so its trust region
+    is centred far from the data; BPO centres it on the policy that produced the data. With
+    F collection phases, pi_beh is frozen within a phase and replaced at each phase boundary
+    by a snapshot of the policy: F = 1 is offline DPO (pi_beh = pi_SFT), F = steps is fully
+    on-policy (a fresh reference every step).
+
+    Returns (loss, chosen_rewards, rejected_rewards), the implicit rewards
+    beta (log pi_theta - log pi_beh), (B,), detached. Step 0 OF EVERY PHASE (the policy is
+    the snapshot it was just copied to): loss = ln 2 ~= 0.693, rewards 0. A loss that is ln 2
+    at EVERY step while F < steps means the reference is the current policy, not a frozen
+    snapshot (then it is a new reference each step, and the F phases are lost).
+    """
+    fn = "bpo_loss"
+    _check_dpo_inputs(fn, policy_chosen_logps, policy_rejected_logps, behaviour_chosen_logps,
+                      behaviour_rejected_logps, ("behaviour_chosen_logps", "behaviour_rejected_logps"))
+    _check_positive(fn, "beta", beta)
+    losses, chosen, rejected = _dpo_terms(policy_chosen_logps, policy_rejected_logps,
+                                          behaviour_chosen_logps.detach(), behaviour_rejected_logps.detach(), beta)
+    loss = losses.mean()
+    _check_loss(fn, loss)
+    return loss, chosen.detach(), rejected.detach()
+
+
+def vpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+             policy_cal_logps, ref_cal_logps, beta=0.1, alpha=0.1, mode="online"):
+    """VPO: the DPO loss plus the value-incentivised regulariser (Cen et al. 2024, arXiv 2405.19320).
+
+    policy_chosen_logps, policy_rejected_logps: (B,) summed log-probs of the pair under the policy
+    ref_chosen_logps, ref_rejected_logps:       (B,) the same under the frozen reference pi_ref
+    policy_cal_logps: (M,) summed log pi_theta(y|x) of M samples y ~ pi_cal (the "calibration"
+                      policy; here pi_cal = pi_ref: one fresh SFT sample per prompt online, the
+                      data's own SFT completions offline)
+    ref_cal_logps:    (M,) summed log pi_ref(y|x) of the same samples (constant)
+    beta:             DPO's beta;  alpha: strength of the regulariser (>= 0)
+    mode:             "online" (sign +1, optimism) or "offline" (sign -1, pessimism)
+
+    VPO fits the reward by maximum likelihood regularised by the best value it promises,
+    -ell(r) +/- alpha max_pi J(r, pi); with DPO's reparameterisation r = beta log pi/pi_ref
+    (+ const) that value becomes a term on samples of pi_cal, and the loss is
+
+        loss = dpo_loss + sign * alpha * beta * mean_j [log pi_theta(y_j|x_j) - log pi_ref(y_j|x_j)]
+
+    Online (+): lowering the likelihood of the reference's typical samples moves mass to
+    responses pi_ref rarely writes: exploration. Offline (-): raising it keeps the policy on
+    the data's support, an SFT-like pessimistic regulariser. Its gradient is
+    sign * alpha * beta * mean grad log pi_theta(y_j|x_j): the same as XPO's bonus with
+    alpha_XPO = alpha * beta (``xpo_loss``); the two losses differ by a constant.
+
+    Returns (loss, chosen_rewards, rejected_rewards, regulariser): the implicit rewards
+    (B,) detached, and the regulariser term as added to the loss (a detached scalar).
+    Step 0 (policy == reference): loss = ln 2, rewards 0, regulariser exactly 0 (each
+    log-ratio is 0), whatever alpha: only its gradient is non-zero.
+    """
+    fn = "vpo_loss"
+    _check_dpo_inputs(fn, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    _check_float(fn, "policy_cal_logps", policy_cal_logps, ndim=1, expected="(M,)")
+    _check_float(fn, "ref_cal_logps", ref_cal_logps, ndim=1, expected="(M,)")
+    _check_finite(fn, "policy_cal_logps", policy_cal_logps)
+    _check_finite(fn, "ref_cal_logps", ref_cal_logps)
+    _check_same_shape(fn, "policy_cal_logps", policy_cal_logps, "ref_cal_logps", ref_cal_logps,
+                      "the calibration samples were scored on different batches by the policy and the reference.")
+    _check_positive(fn, "beta", beta)
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"{fn}: `alpha` should be a finite number >= 0, got {alpha!r}. The sign comes "
+                         "from `mode`, not from alpha.")
+    if mode not in VPO_MODES:
+        raise ValueError(f"{fn}: `mode` should be one of {sorted(VPO_MODES)}, got {mode!r}.")
+    losses, chosen, rejected = _dpo_terms(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                                          ref_rejected_logps, beta)
+    regulariser = VPO_MODES[mode] * alpha * beta * (policy_cal_logps - ref_cal_logps.detach()).mean()
+    loss = losses.mean() + regulariser
+    _check_loss(fn, loss)
+    return loss, chosen.detach(), rejected.detach(), regulariser.detach()
+
+
+def xpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+             policy_refsample_logps, beta=0.1, alpha=1e-5):
+    """XPO's loss as TRL's XPOTrainer computed it up to TRL 1.13 (Xie et al. 2024, arXiv 2405.21046).
+
+    policy_chosen_logps, ..., ref_rejected_logps: (B,) as in ``dpo_loss``; in XPO each pair is
+                     one policy sample and one reference sample, ranked by a judge
+    policy_refsample_logps: (B,) summed log pi_theta(y_ref|x) of the REFERENCE's sample of each
+                     prompt, with gradient
+    beta: DPO's beta;  alpha: the exploration bonus (TRL's default 1e-5)
+
+        loss = mean_i [ -log sigmoid(beta h_i) + alpha * log pi_theta(y_ref,i | x_i) ]
+
+    Minimising alpha * log pi_theta(y_ref) pushes the reference's samples down: VPO online
+    with pi_cal = pi_ref and alpha_VPO = alpha / beta has the same gradient (``vpo_loss``);
+    XPO's term is the summed log-prob itself, not a log-ratio, so it is not 0 at step 0.
+
+    Returns (loss, chosen_rewards, rejected_rewards, bonus), the bonus alpha *
+    mean log pi_theta(y_ref) detached. Step 0: the DPO part is ln 2; bonus = alpha *
+    mean log pi_ref(y_ref) (negative).
+    """
+    fn = "xpo_loss"
+    _check_dpo_inputs(fn, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    _check_float(fn, "policy_refsample_logps", policy_refsample_logps, ndim=1, expected="(B,)")
+    _check_finite(fn, "policy_refsample_logps", policy_refsample_logps)
+    _check_positive(fn, "beta", beta)
+    losses, chosen, rejected = _dpo_terms(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                                          ref_rejected_logps, beta)
+    bonus = alpha * policy_refsample_logps
+    loss = (losses + bonus).mean() if bonus.shape == losses.shape else losses.mean() + bonus.mean()
+    _check_loss(fn, loss)
+    return loss, chosen.detach(), rejected.detach(), bonus.mean().detach()

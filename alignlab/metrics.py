@@ -59,6 +59,9 @@ WHERE = {
     "offline_ppo": "`methods.kto.train_offline_ppo` (lecture 05's baseline)",
     "rloo": "`methods.grpo.train_group` (lecture 07)",
     "grpo": "`methods.grpo.train_group` (lecture 07)",
+    "online_dpo": "`methods.online.train_online` (lecture 06)",
+    "bpo": "`methods.online.train_online` (lecture 06)",
+    "vpo": "`methods.online.train_online` (lecture 06)",
 }
 """The function that logs each method's ``History``, in lecture order."""
 
@@ -352,6 +355,50 @@ for _name in _GROUP_LOGS:
         _m, logged_by=_m.logged_by + ("rloo", "grpo"),
         reported_by=_m.reported_by + (("rloo", "grpo") if _name in ("gold_reward", "kl", "win_rate",
                                                                      "valid_rate", "clipfrac") else ()))
+
+# Online DPO, BPO and VPO (lecture 06) log DPO's per-batch metrics and the shared evaluation under
+# the same definitions (for BPO the implicit rewards are measured against the behaviour snapshot),
+# plus the entries below.
+_ONLINE = ("online_dpo", "bpo", "vpo")
+METRICS.update({
+    "phase": Metric(
+        "1-based collection phase of the step: the annotation budget is cut into F phases; at each "
+        "phase start the policy is snapshotted (the behaviour policy), n_pairs / F pairs are sampled "
+        "from it and labelled",
+        "steps from 1 to F; BPO's loss is ln 2 at the first step of every phase (the reference was "
+        "just replaced by the policy itself)",
+        _ONLINE),
+    "labelled_pairs": Metric(
+        "labelled preference pairs collected so far (the annotation budget spent): phase x n_pairs / F",
+        "reaches `n_pairs` at the last phase whatever F: compare methods at equal values",
+        _ONLINE),
+    "entropy": Metric(
+        "mean entropy (nats) of the policy's next-word distribution over the completion positions of "
+        "its own evaluation samples, -sum_w pi(w | context) log pi(w | context)",
+        "the SFT model's value at step 0; a fall means the policy commits to "
+        "fewer words (less exploration), a steep rise with a falling valid rate means it is "
+        "scattering mass onto ungrammatical words",
+        _ONLINE, _ONLINE),
+    "distinct_2": Metric(
+        "distinct-2 of the evaluation samples: unique word bigrams / all word bigrams over the 128 "
+        "completions",
+        "the SFT model's value at step 0; falling means the samples repeat each other (mode "
+        "collapse), rising with a falling valid rate means random text",
+        _ONLINE, _ONLINE),
+    "vpo/regulariser": Metric(
+        "VPO's term of the loss: sign x alpha x beta x batch mean of log pi(y | x) - log pi_ref(y | x) "
+        "over samples y of pi_cal = pi_ref (sign +1 online, -1 offline)",
+        "exactly 0 at step 0; online it goes negative as the policy moves mass off the reference's "
+        "typical samples; a large negative value with a falling valid rate is alpha too large",
+        ("vpo",)),
+})
+for _name in ("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "rewards/chosen",
+              "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+    _m = METRICS[_name]
+    METRICS[_name] = dataclasses.replace(
+        _m, logged_by=_m.logged_by + _ONLINE,
+        reported_by=_m.reported_by + (_ONLINE if _name in SHARED else ()))
+
 
 def lookup(key: str) -> Metric | None:
     """The definition of ``key`` (directly, or through a ``prefix*`` entry), else None."""

@@ -5,7 +5,8 @@ Each method is one module that ends with ``METHOD = registry.Method(...)``:
 * ``rl``: the policy with a value head, per-token rewards, rollouts (shared by pg and ppo);
 * ``rm``: the Bradley-Terry reward model;  ``bon``: best-of-N under it;
 * ``pg``: REINFORCE, baselines and GAE;  ``ppo``: PPO-clip RLHF;
-* ``dpo``: direct preference optimisation;  ``kto``: Kahneman-Tversky optimisation.
+* ``dpo``: direct preference optimisation;  ``kto``: Kahneman-Tversky optimisation;
+* ``online``: online DPO, BPO and VPO (pairs sampled from the policy as it trains).
 
 A new method lands as one module here plus one entry in ``REGISTRY`` below.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from .. import pipeline
 from ..registry import Method
-from . import bon, dpo, grpo, kto, pg, ppo, rm
+from . import bon, dpo, grpo, kto, online, pg, ppo, rm
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (
     pipeline.METHOD,
@@ -24,6 +25,9 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     ppo.METHOD,
     dpo.METHOD,
     kto.METHOD,
+    online.METHOD,
+    online.BPO_METHOD,
+    online.VPO_METHOD,
     grpo.RLOO_METHOD,
     grpo.GRPO_METHOD,
 )}

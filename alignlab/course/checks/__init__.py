@@ -34,7 +34,7 @@ POSIX only, via SIGALRM), so a student's infinite loop gives a failed check inst
 of a frozen notebook.
 
 Layout: ``harness`` (results, comparison, registry), one module per exercise set
-(``bt``, ``gae``, ``ppo``, ``dpo``, ``kto``, ``grpo``: each declares its exercises with
+(``bt``, ``gae``, ``ppo``, ``dpo``, ``kto``, ``online``: each declares its exercises with
 ``@exercise(set, name)``), and here the runner.
 
 Contents:
@@ -53,7 +53,7 @@ import os
 
 import torch
 
-from . import bt, dpo, gae, grpo, kto, ppo  # noqa: F401  (importing them registers their exercises)
+from . import bt, dpo, gae, grpo, kto, online, ppo  # noqa: F401  (importing them registers their exercises)
 from .harness import (
     _CASES,
     _RESULTS,

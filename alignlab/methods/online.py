@@ -1,0 +1,454 @@
+"""Online preference learning: online DPO, BPO and VPO on one loop (lecture 06).
+
+Offline DPO (lecture 04) labels pairs sampled ONCE from the SFT model and trains on them.
+Online methods keep sampling from the policy as it trains: two completions per prompt from
+the *current* policy, labelled as they come (``collect_pairs``), then DPO steps on them.
+One loop, ``train_online``, runs all of them; the settings say which:
+
+* ``phases`` (F): how often pairs are collected. The annotation budget ``n_pairs`` is cut
+  into F equal parts; at the start of phase f the policy is snapshotted (the *behaviour*
+  policy pi_beh), n_pairs / F pairs are sampled from the snapshot and labelled, and the
+  phase's ``steps / F`` optimiser steps train on them. F = 1 is offline DPO (the snapshot
+  is the SFT model); F = steps collects fresh pairs for every step.
+* ``reference``: ``"sft"`` keeps the SFT model as DPO's reference (online DPO);
+  ``"behaviour"`` uses the phase's snapshot (BPO, Xu et al. 2024, arXiv 2406.12168:
+  ``losses.bpo_loss``). The reference is frozen within a phase and replaced at its end.
+* ``alpha`` > 0: VPO (Cen et al. 2024, arXiv 2405.19320: ``losses.vpo_loss``), the DPO loss
+  plus sign * alpha * beta * mean log pi/pi_ref of samples of pi_cal = pi_ref. Online
+  (sign +1) the samples are fresh SFT completions of the phase's prompts; offline (-1) they
+  are the pairs' own completions (which the SFT model wrote).
+* ``ensemble`` K > 1: BPO's stabiliser. The paper averages K LoRA copies that share one
+  base model; here K full-weight copies start from the same SFT model, train on the same
+  labelled pairs in different minibatch orders, and their exact weight average is the
+  behaviour policy, the reference and the evaluated policy. (Averaging SFT models of
+  different seeds is not used: they were pretrained from different initialisations, so their
+  weights do not line up; ``average_models`` of them is measured in lecture 06.)
+
+The annotation budget is the number of labelled pairs, the same whatever F: comparisons
+between methods hold ``n_pairs``, ``steps`` and ``batch_size`` equal. KL is always the
+shared evaluation's KL to the SFT model, whatever reference a method trains against.
+
+Logged per step (``METHOD.metrics``): DPO's TRL names (``loss``, ``rewards/*``, ``logps/*``),
+``grad_norm``, ``phase``, ``labelled_pairs``, ``vpo/regulariser`` (VPO only); at each
+evaluation the shared metrics plus ``entropy`` and ``distinct_2`` (exploration).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from .. import data, world
+from ..config import for_profile
+from ..evaluation import Evaluator
+from ..losses import VPO_MODES, bpo_loss, dpo_loss, vpo_loss
+from ..models import Profile, seed_everything
+from ..pipeline import load_sft
+from ..registry import Method
+from ..sampling import Batch, position_ids, sample, sequence_logprobs
+from ..training import (
+    History,
+    check_trainable_copy,
+    epochs,
+    make_optimizer,
+    optimizer_step,
+    train,
+    warmup_then_decay,
+)
+from .dpo import dpo_metrics, encode_pairs, reference_logps
+
+# ---------------------------------------------------------------------------
+# 1. Settings
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class OnlineDPOConfig:
+    """Settings of an online run (defaults: online DPO on the ``quick`` profile)."""
+
+    beta: float = 0.3
+    """Strength of the implicit KL penalty around the reference (SFT or behaviour policy)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay)."""
+    steps: int = 40
+    """Optimiser steps in all (one batch of pairs each)."""
+    batch_size: int = 48
+    """Preference pairs per step."""
+    n_pairs: int = 1920
+    """Annotation budget: labelled pairs in all, split equally over the phases."""
+    phases: int = 40
+    """F, collection phases: 1 = offline (pairs from the SFT model), steps = fresh pairs every step."""
+    reference: str = "sft"
+    """DPO's reference: 'sft' (online DPO, VPO) or 'behaviour' (BPO: the phase's snapshot)."""
+    alpha: float = 0.0
+    """VPO's regulariser strength (0 = plain DPO loss)."""
+    vpo_mode: str = "online"
+    """VPO's sign: 'online' (+, optimism, SFT samples pushed down) or 'offline' (-, pessimism)."""
+    ensemble: int = 1
+    """K copies trained side by side; their exact weight average is the behaviour policy (BPO)."""
+    labeller: str = "annotator"
+    """Who labels: 'annotator' (noisy Bradley-Terry over the gold judge) or 'reward_model' (lecture 01's RM)."""
+    annotator_temperature: float = 0.1
+    """Noise of the Bradley-Terry annotator (0 = perfect)."""
+    max_new_tokens: int = 32
+    """Longest sampled completion when collecting pairs (words)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (global norm)."""
+    eval_every: int = 0
+    """Evaluate every this many steps; 0 = four times over the run."""
+    seed: int = 0
+    """Seeds the prompts, the samples, the labels, the batch order and the evaluation."""
+
+    @classmethod
+    def for_profile(cls, profile: Profile | str | None = None, **overrides):
+        """The defaults for ``profile`` (``quick``: 2-core CPU; ``full``: one GPU)."""
+        return for_profile(cls, profile, full=dict(steps=80, batch_size=64, n_pairs=5120, **cls._full_phases()),
+                           **overrides)
+
+    @classmethod
+    def _full_phases(cls) -> dict:
+        return {"phases": 80}
+
+
+@dataclass
+class BPOConfig(OnlineDPOConfig):
+    """Settings of a BPO run: online DPO with the behaviour policy as the reference."""
+
+    phases: int = 40
+    """F, collection phases: the reference is the policy's snapshot at each phase start (40: best of 2, 10, 40)."""
+    reference: str = "behaviour"
+    """DPO's reference: 'behaviour' (BPO) or 'sft' (online DPO)."""
+
+    @classmethod
+    def _full_phases(cls) -> dict:
+        return {"phases": 80}
+
+
+@dataclass
+class VPOConfig(OnlineDPOConfig):
+    """Settings of a VPO run: online DPO plus the value-incentivised regulariser."""
+
+    alpha: float = 0.03
+    """VPO's regulariser strength: the loss adds sign * alpha * beta * mean log pi/pi_ref of SFT samples."""
+
+
+def _check_config(config: OnlineDPOConfig) -> None:
+    who = type(config).__name__
+    if config.reference not in ("sft", "behaviour"):
+        raise ValueError(f"{who}: reference must be 'sft' or 'behaviour', got {config.reference!r}")
+    if config.labeller not in ("annotator", "reward_model"):
+        raise ValueError(f"{who}: labeller must be 'annotator' or 'reward_model', got {config.labeller!r}")
+    if config.vpo_mode not in VPO_MODES:
+        raise ValueError(f"{who}: vpo_mode must be one of {sorted(VPO_MODES)}, got {config.vpo_mode!r}")
+    if not 1 <= config.phases <= config.steps or config.steps % config.phases:
+        raise ValueError(f"{who}: phases={config.phases} must divide steps={config.steps} "
+                         "(each phase gets the same number of optimiser steps)")
+    if config.n_pairs % config.phases or config.n_pairs // config.phases < config.batch_size:
+        raise ValueError(f"{who}: n_pairs={config.n_pairs} must split into {config.phases} equal phases "
+                         f"of at least batch_size={config.batch_size} pairs; raise n_pairs or lower phases")
+    if config.ensemble < 1:
+        raise ValueError(f"{who}: ensemble must be >= 1, got {config.ensemble}")
+
+
+# ---------------------------------------------------------------------------
+# 2. Collecting pairs online: sample two, label, TRL rows
+# ---------------------------------------------------------------------------
+
+Labeller = Callable[[list, list, list], "np.ndarray | torch.Tensor"]
+"""A reward function ``(prompts, completions, finished) -> (N,) scores``: higher is preferred."""
+
+
+def reward_model_labeller(rm, tok) -> Labeller:
+    """Lecture 01's reward model as a labeller: scores with ``rm.score_texts``."""
+    from .rm import score_texts
+
+    def label(prompts, completions, finished):
+        return score_texts(rm, tok, prompts, completions, finished).numpy()
+
+    return label
+
+
+def label_with_scores(prompts, completions_a, completions_b, scores_a, scores_b,
+                      finished_a=None, finished_b=None) -> Dataset:
+    """TRL rows from two scored completions per prompt: the higher score is chosen.
+
+    Ties go to ``a`` (TRL's OnlineDPOTrainer: ``first_half >= second_half``). The gold scores
+    are kept beside (``gold_chosen``/``gold_rejected``), and ``label_agrees_with_gold``
+    says per pair whether the labeller ranked it as the gold judge would (ties count 1/2).
+    """
+    sa, sb = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    ga = np.asarray(world.gold_rewards(prompts, completions_a, finished_a))
+    gb = np.asarray(world.gold_rewards(prompts, completions_b, finished_b))
+    a_wins = sa >= sb
+    pick = lambda x, y: [u if w else v for w, u, v in zip(a_wins, x, y)]  # noqa: E731
+    agree = np.where(ga == gb, 0.5, (ga > gb) == a_wins)
+    return Dataset.from_dict({
+        "prompt": list(prompts), "chosen": pick(completions_a, completions_b),
+        "rejected": pick(completions_b, completions_a),
+        "gold_chosen": pick(ga.tolist(), gb.tolist()), "gold_rejected": pick(gb.tolist(), ga.tolist()),
+        "score_chosen": pick(sa.tolist(), sb.tolist()), "score_rejected": pick(sb.tolist(), sa.tolist()),
+        "label_agrees_with_gold": agree.astype(float).tolist()})
+
+
+def collect_pairs(policy, tok, prompts, seed: int = 0, labeller: Labeller | None = None,
+                  temperature: float = 0.1, max_new_tokens: int = 32) -> Dataset:
+    """The online step of every online method: two samples per prompt from ``policy``, labelled.
+
+    ``policy`` is the model that samples (the current policy, or its frozen snapshot);
+    samples use ``sampling.sample`` with seeds ``seed`` and ``seed + 1``. ``labeller``:
+    None for the course's noisy Bradley-Terry annotator over the gold judge with noise
+    ``temperature`` (``data.annotate_pairs``, exactly ``data.sample_pairs``), or a reward
+    function (``reward_model_labeller``) whose higher score wins (``label_with_scores``).
+    Returns a ``datasets.Dataset`` in TRL's paired format (prompt/chosen/rejected, plus
+    gold scores for analysis). A completion may be empty (the policy wrote ``<eos>`` at once):
+    it is kept, encoded as ``<eos>`` alone, so the budget stays exact.
+    """
+    prompts = list(prompts)
+    a = sample(policy, tok, prompts, max_new_tokens, seed=seed)
+    b = sample(policy, tok, prompts, max_new_tokens, seed=seed + 1)
+    if labeller is None:
+        return data.annotate_pairs(prompts, a.completions, b.completions, temperature, seed,
+                                   a.finished, b.finished)
+    return label_with_scores(prompts, a.completions, b.completions,
+                             labeller(prompts, a.completions, a.finished),
+                             labeller(prompts, b.completions, b.finished), a.finished, b.finished)
+
+
+# ---------------------------------------------------------------------------
+# 3. Snapshots, weight averages, exploration
+# ---------------------------------------------------------------------------
+
+
+def snapshot(model):
+    """A frozen copy of ``model``: eval mode, no gradient (the behaviour policy of a phase)."""
+    frozen = copy.deepcopy(model).eval()
+    frozen.requires_grad_(False)
+    return frozen
+
+
+@torch.no_grad()
+def average_models(models, into=None):
+    """The exact average of the weights of ``models`` (same architecture), written into ``into``
+    (default: a new copy of the first). Buffers that are not floating point are copied."""
+    into = into if into is not None else copy.deepcopy(models[0])
+    states = [m.state_dict() for m in models]
+    for name, value in into.state_dict().items():
+        if value.is_floating_point():
+            value.copy_(torch.stack([s[name].to(value.dtype) for s in states]).mean(0))
+    return into
+
+
+@torch.no_grad()
+def next_token_entropy(model, batch: Batch) -> float:
+    """Mean entropy (nats) of the model's next-word distribution over the completion positions
+    of ``batch`` (the model's own samples): how spread out its choices are."""
+    was_training = model.training
+    model.eval()
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   position_ids=position_ids(batch.attention_mask)).logits[:, :-1].float()
+    logp = torch.log_softmax(logits, -1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    mask = batch.completion_mask[:, 1:].to(entropy.dtype)
+    model.train(was_training)
+    return float((entropy * mask).sum() / mask.sum().clamp(min=1))
+
+
+def distinct_n(completions, n: int = 2) -> float:
+    """Distinct-n: unique n-grams / all n-grams over the completions (1 = no n-gram repeats)."""
+    grams = [tuple(w[i:i + n]) for c in completions for w in [c.split()] for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+class ExplorationEvaluator:
+    """The shared ``Evaluator``'s metrics plus ``entropy`` and ``distinct_2`` of the same samples."""
+
+    def __init__(self, evaluator: Evaluator):
+        self.evaluator = evaluator
+
+    def __call__(self, policy) -> dict:
+        ev = self.evaluator
+        batch = ev.sample(policy)  # the same draw as ev(policy): fixed seed
+        return {**ev.judge(batch), "kl": ev.kl(policy, batch), "entropy": next_token_entropy(policy, batch),
+                "distinct_2": distinct_n(batch.completions, 2)}
+
+
+# ---------------------------------------------------------------------------
+# 4. The loop
+# ---------------------------------------------------------------------------
+
+
+def phase_seed(seed: int, phase: int) -> int:
+    """Sampling seed of phase ``phase`` (0-based): phase 0 uses ``seed`` itself, so that F = 1
+    collects exactly ``dpo.make_pairs``'s pairs; each phase draws two samples per prompt."""
+    return seed + 2 * phase
+
+
+def train_online(policy, ref, tok, config: OnlineDPOConfig | None = None, evaluator=None,
+                 labeller: Labeller | None = None, progress: bool = True, name: str | None = None,
+                 loss_fn=None, on_phase: Callable | None = None) -> History:
+    """Train ``policy`` in place with online DPO / BPO / VPO (``config`` says which); its History.
+
+    ``policy``: a trainable copy of the SFT model ``ref`` (frozen, eval mode). ``evaluator``:
+    the shared ``Evaluator`` (wrapped in ``ExplorationEvaluator`` to add entropy and
+    distinct-2), or any ``model -> dict``. ``labeller``: None for the annotator, or a reward
+    function (needed when ``config.labeller == 'reward_model'``).
+    ``loss_fn``: replaces the loss; called as ``loss_fn(pc, pr, rc, rr, beta)`` (DPO's
+    signature) or, for VPO, ``loss_fn(pc, pr, rc, rr, cal_pc, cal_rc, beta, alpha, mode)``;
+    it returns the loss, alone or first in a tuple (the logged rewards and VPO's regulariser
+    are computed here from their definitions, so a student's loss is logged the same way).
+    ``on_phase(phase, behaviour, pairs)`` is called at each phase start (tests, notebooks).
+    """
+    config = config or OnlineDPOConfig()
+    _check_config(config)
+    if config.labeller == "reward_model" and labeller is None:
+        raise ValueError("train_online: labeller='reward_model' needs the `labeller` argument "
+                         "(online.reward_model_labeller(rm, tok))")
+    check_trainable_copy(policy, ref, "train_online")
+    device = next(policy.parameters()).device
+    K, F = config.ensemble, config.phases
+    per_phase, steps_per_phase = config.n_pairs // F, config.steps // F
+    all_prompts = world.make_prompts(config.n_pairs, "train", config.seed)
+    seed_everything(config.seed)
+    members = [policy] + [copy.deepcopy(policy) for _ in range(K - 1)]
+    opts = [make_optimizer(m, config.lr) for m in members]
+    scheds = [warmup_then_decay(o, config.steps // 10, config.steps) for o in opts]
+    vpo = config.alpha > 0
+    state: dict = {}
+
+    def start_phase(f: int) -> None:
+        # the behaviour policy: a frozen snapshot of the policy (of the members' average for K > 1)
+        behaviour = snapshot(average_models(members, into=_average) if K > 1 else policy)
+        prompts = all_prompts[f * per_phase:(f + 1) * per_phase]
+        pairs = collect_pairs(behaviour, tok, prompts, phase_seed(config.seed, f), labeller,
+                              config.annotator_temperature, config.max_new_tokens)
+        full = encode_pairs(tok, pairs["prompt"], pairs["chosen"], pairs["rejected"], device)
+        reference = behaviour if config.reference == "behaviour" else ref
+        rc, rr = reference_logps(reference, tok, pairs, encoded=full)
+        cal = None
+        if vpo and config.vpo_mode == "online":  # pi_cal = pi_ref: one fresh SFT sample per prompt
+            cal = sample(ref, tok, prompts, config.max_new_tokens, seed=phase_seed(config.seed, f) + 10_007)
+            with torch.no_grad():
+                cal_ref = torch.cat([sequence_logprobs(ref, cal.take(range(i, min(len(cal), i + 128))).trim())
+                                     for i in range(0, len(cal), 128)])
+            cal = (cal, cal_ref)
+        state.update(phase=f, pairs=pairs, full=full, rc=rc, rr=rr, cal=cal, behaviour=behaviour,
+                     batches=[epochs(per_phase, config.batch_size, config.seed + 1000 * f + k) if (f, k) != (0, 0)
+                              else epochs(per_phase, config.batch_size, config.seed) for k in range(K)])
+        if on_phase is not None:
+            on_phase(f, behaviour, pairs)
+
+    def member_step(k: int) -> dict:
+        model, n = members[k], per_phase
+        idx = next(state["batches"][k])
+        batch = state["full"].take(list(idx) + [n + i for i in idx]).trim()
+        logps = sequence_logprobs(model, batch)
+        pc, pr = logps[:len(idx)], logps[len(idx):]
+        rc, rr = state["rc"][idx], state["rr"][idx]
+        c_rew, r_rew = config.beta * (pc - rc).detach(), config.beta * (pr - rr).detach()  # implicit rewards
+        extra = {}
+        if vpo:
+            if state["cal"] is not None:
+                cal, cal_ref = state["cal"]
+                cal_pc, cal_rc = sequence_logprobs(model, cal.take(idx).trim()), cal_ref[idx]
+            else:  # offline VPO: the pairs' own (SFT-written) completions
+                cal_pc, cal_rc = torch.cat([pc, pr]), torch.cat([rc, rr])
+            out = (loss_fn or vpo_loss)(pc, pr, rc, rr, cal_pc, cal_rc, config.beta, config.alpha, config.vpo_mode)
+            extra["vpo/regulariser"] = (VPO_MODES[config.vpo_mode] * config.alpha * config.beta
+                                        * (cal_pc - cal_rc).detach().mean()).item()
+        else:
+            out = (loss_fn or (bpo_loss if config.reference == "behaviour" else dpo_loss))(pc, pr, rc, rr, config.beta)
+        loss = out[0] if isinstance(out, (tuple, list)) else out  # a loss_fn may return the loss alone
+        grad_norm = optimizer_step(loss, opts[k], model, config.max_grad_norm, scheds[k])
+        return {**dpo_metrics(loss, c_rew, r_rew, pc, pr), "grad_norm": grad_norm, **extra}
+
+    def step_fn(step: int) -> dict:
+        f = (step - 1) // steps_per_phase
+        if state.get("phase") != f:
+            start_phase(f)
+        rows = [member_step(k) for k in range(K)]
+        out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        if K > 1 and (step % every == 0 or step == config.steps):  # the evaluated policy is the average
+            average_models(members, into=_average)
+        return {**out, "phase": f + 1, "labelled_pairs": (f + 1) * per_phase}
+
+    every = config.eval_every or max(1, config.steps // 4)
+    _average = copy.deepcopy(policy) if K > 1 else policy
+    history = History(name or _default_name(config))
+    history = train(_average, step_fn, config.steps, evaluator, every, history, desc=history.name,
+                    progress=progress)
+    if K > 1:
+        policy.load_state_dict(_average.state_dict())
+    return history
+
+
+def _default_name(config: OnlineDPOConfig) -> str:
+    if config.alpha > 0:
+        return f"VPO ({config.vpo_mode}) α={config.alpha:g}"
+    kind = "BPO" if config.reference == "behaviour" else "online DPO"
+    ens = f", K={config.ensemble}" if config.ensemble > 1 else ""
+    return f"{kind} F={config.phases}{ens}"
+
+
+# ---------------------------------------------------------------------------
+# 5. The CLI and the registry
+# ---------------------------------------------------------------------------
+
+
+def _run(config_cls, profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    config = config_cls.for_profile(profile, **{"seed": seed, **(overrides or {})})
+    ref, tok = load_sft(profile, seed, progress=False)
+    labeller = None
+    if config.labeller == "reward_model":
+        from .rm import load_reward_model
+
+        rm, _ = load_reward_model(profile, seed, progress=False)
+        labeller = reward_model_labeller(rm, tok)
+    policy = copy.deepcopy(ref)
+    evaluator = ExplorationEvaluator(Evaluator(ref, tok, seed=seed, profile=profile))
+    history = train_online(policy, ref, tok, config, evaluator, labeller, progress=False)
+    out = history.final()
+    out.update(beta=config.beta, phases=config.phases, alpha=config.alpha, n_pairs=config.n_pairs,
+               labeller=config.labeller, ensemble=config.ensemble,
+               entropy=round(history.last("entropy"), 4), distinct_2=round(history.last("distinct_2"), 4))
+    return out
+
+
+def run_online_dpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry (``python -m alignlab run online_dpo``): fresh pairs each step, SFT reference."""
+    return _run(OnlineDPOConfig, profile, seed, overrides)
+
+
+def run_bpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry (``python -m alignlab run bpo``): F phases, the behaviour snapshot as reference."""
+    return _run(BPOConfig, profile, seed, overrides)
+
+
+def run_vpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+    """CLI entry (``python -m alignlab run vpo``): online DPO plus VPO's optimistic regulariser."""
+    return _run(VPOConfig, profile, seed, overrides)
+
+
+_LOGS = ("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "rewards/chosen",
+         "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected",
+         "phase", "labelled_pairs", "entropy", "distinct_2")
+_EXTRA = ("beta", "phases", "alpha", "n_pairs", "labeller", "ensemble", "entropy", "distinct_2")
+_SMOKE = dict(steps=4, n_pairs=64, batch_size=16)
+
+METHOD = Method(
+    name="online_dpo", description="online DPO: fresh policy pairs labelled every step (adds phases)",
+    config=OnlineDPOConfig, run=run_online_dpo, metrics=_LOGS, extra_keys=_EXTRA,
+    lecture="06_online_preferences", smoke={**_SMOKE, "phases": 4})
+BPO_METHOD = Method(
+    name="bpo", description="BPO: online DPO with the behaviour policy as reference (adds phases, ensemble)",
+    config=BPOConfig, run=run_bpo, metrics=_LOGS, extra_keys=_EXTRA,
+    lecture="06_online_preferences", smoke={**_SMOKE, "phases": 2, "ensemble": 2})
+VPO_METHOD = Method(
+    name="vpo", description="VPO: online DPO + alpha*beta*E_ref[log pi/pi_ref] (optimism; adds alpha)",
+    config=VPOConfig, run=run_vpo, metrics=(*_LOGS, "vpo/regulariser"), extra_keys=_EXTRA,
+    lecture="06_online_preferences", smoke={**_SMOKE, "phases": 4})
+

@@ -73,6 +73,8 @@ class RMConfig:
     """Held-out accuracy counts pairs whose gold scores differ by more than this."""
     seed: int = 0
     """Seeds the preference pairs, the score head's initialisation and the minibatch order."""
+    n_layer: int = 0
+    """Keep only the SFT transformer's first n_layer blocks (a smaller reward model); 0 keeps all."""
 
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> RMConfig:
@@ -85,13 +87,14 @@ class RMConfig:
 # 1. The model: the SFT transformer with a scalar head, read at the last real token.
 # ---------------------------------------------------------------------------
 
-def new_reward_model(sft_model_or_profile=None, tok=None, seed: int = 0):
+def new_reward_model(sft_model_or_profile=None, tok=None, seed: int = 0, n_layer: int = 0):
     """A ``GPT2ForSequenceClassification(num_labels=1)`` whose transformer is the SFT model's.
 
     ``sft_model_or_profile``: a ``GPT2LMHeadModel`` (usually the SFT model), or a
     profile / profile name / None, in which case the cached SFT model is loaded.
     ``tok``: the tokenizer (its pad id goes into the config; loaded with a profile).
-    The score head is freshly initialised (normal, std 0.02) from ``seed``.
+    The score head is freshly initialised (normal, std 0.02) from ``seed``. ``n_layer`` > 0
+    keeps only the first ``n_layer`` transformer blocks (a smaller RM; 0 keeps them all).
     Returns the RM on the SFT model's device, in train mode.
     """
 
@@ -104,13 +107,19 @@ def new_reward_model(sft_model_or_profile=None, tok=None, seed: int = 0):
         raise ValueError("new_reward_model: pass the tokenizer `tok` with an SFT model (its pad "
                          "token id goes into the reward model's config)")
     config = GPT2Config.from_dict(sft.config.to_dict())
+    if not 0 <= n_layer <= config.n_layer:
+        raise ValueError(f"new_reward_model: n_layer must be in 0..{config.n_layer} (the SFT model's "
+                         f"blocks; 0 keeps all), got {n_layer}")
+    config.n_layer = n_layer or config.n_layer
     config.num_labels = 1
     config.pad_token_id = tok.pad_token_id
     config.architectures = ["GPT2ForSequenceClassification"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rm = GPT2ForSequenceClassification(config)
-    rm.transformer.load_state_dict(sft.transformer.state_dict())
+    keep = {k: v for k, v in sft.transformer.state_dict().items()
+            if not k.startswith("h.") or int(k.split(".")[1]) < config.n_layer}
+    rm.transformer.load_state_dict(keep)
     return rm.to(next(sft.parameters()).device).train()
 
 
@@ -298,7 +307,10 @@ def rm_settings(profile, seed: int = 0, config: RMConfig | None = None) -> dict:
 
     profile = _resolve(profile)
     config = config or RMConfig.for_profile(profile, seed=seed)
-    return {"profile": settings_dict(profile), "seed": seed, "config": dataclasses.asdict(config),
+    settings = dataclasses.asdict(config)
+    if not settings["n_layer"]:
+        del settings["n_layer"]  # the full-size RM keeps the cache key it had before the option
+    return {"profile": settings_dict(profile), "seed": seed, "config": settings,
             "sft": sft_folder(profile, seed, progress=False).name}
 
 
@@ -318,7 +330,7 @@ def build_reward_model(profile=None, seed: int = 0, config: RMConfig | None = No
                                config.seed, profile.max_new_tokens)
     eval_ds = preference_data(sft, tok, config.n_eval_pairs, "eval", config.annotator_temperature,
                               config.seed, profile.max_new_tokens)
-    rm = new_reward_model(sft, tok, config.seed)
+    rm = new_reward_model(sft, tok, config.seed, config.n_layer)
     history = train_reward_model(rm, tok, train_ds, config, eval_ds, progress)
     return rm, tok, history, train_ds, eval_ds
 

@@ -11,6 +11,11 @@ The slow tests grade folders of real submissions, each in its own process:
   the disk, write to the CSV, close stdout, never return;
 * two on a machine without bubblewrap (simulated), where the grader says so and still
   judges from outside the student's process.
+
+Fast ones check what the sandbox gives from inside one short process (no capabilities,
+read-only `/` and `/dev`, a full scratch, hidden folders, no network), the banner's
+honesty about the process cap, the audit of file reads, and the CSV's order with two jobs.
+`fixtures/grading_class.py` builds the 40 submissions timed in solutions/README.md.
 """
 
 from __future__ import annotations
@@ -132,6 +137,45 @@ def test_rows_are_written_and_flushed_one_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(grading, "grade_notebook", fake_grade)
     grading.grade_folder(tmp_path / "subs", out, progress=False)
     assert seen == [1, 2, 3]  # header, then one more row each time
+
+
+def test_parallel_rows_stay_in_submission_order_and_are_written_as_soon_as_they_can_be(tmp_path, monkeypatch):
+    import threading
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ["a.ipynb", "b.ipynb", "c.ipynb", "d.ipynb"]:
+        (subs / name).write_text("{}")
+    out = tmp_path / "grades.csv"
+    a_may_finish, on_disk = threading.Event(), {}
+
+    def fake_grade(path, root, timeout, executed, force_set):
+        if path.name == "a.ipynb":  # the first submission is the slowest
+            assert a_may_finish.wait(10)
+            on_disk["when a finished"] = out.read_text().count("\n")
+        if path.name == "c.ipynb":
+            a_may_finish.set()  # b and c are done (two jobs), a is not: nothing may be written yet
+        return {c: "" for c in grading.COLUMNS} | {"submission": path.name, "points": 1, "max_points": 1}
+
+    monkeypatch.setattr(grading, "grade_notebook", fake_grade)
+    rows = grading.grade_folder(subs, out, progress=False, jobs=2)
+    assert [r["submission"] for r in rows] == ["a.ipynb", "b.ipynb", "c.ipynb", "d.ipynb"]
+    assert on_disk["when a finished"] == 1  # only the header: b's row waits for a's
+    with open(out, newline="") as f:
+        assert [r["submission"] for r in csv.DictReader(f)] == ["a.ipynb", "b.ipynb", "c.ipynb", "d.ipynb"]
+
+
+def test_the_banner_says_what_holds_and_what_does_not(monkeypatch):
+    limits = sandbox.Limits(processes=24)
+    box = sandbox.Sandbox("bwrap", "bubblewrap 0.8.0", cgroups=False)
+    assert box.describe(limits).startswith("sandbox: bubblewrap 0.8.0 (no network, own PID namespace")
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)  # root: RLIMIT_NPROC does not bind it
+    assert not box.process_cap and "NO cap on processes" in box.describe(limits)
+    assert sandbox.Sandbox("bwrap", "b", cgroups=True).process_cap
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    assert box.process_cap and "24 processes of your user (RLIMIT_NPROC" in box.describe(limits)
+    none = sandbox.Sandbox("none").describe(limits)
+    assert none.startswith("WARNING: NO SANDBOX") and "apt-get install bubblewrap" in none
 
 
 def test_a_folder_of_broken_files_gives_rows_not_crashes(tmp_path):
@@ -260,6 +304,42 @@ def test_authorship_flags_calls_of_the_library_and_reads_outside_the_folder():
               "text = open('/work/solutions/01_bradley_terry.py').read()\n%timeit 1")
     flags = authorship.review_flags([sneaky], ["bt_loss", "rm_accuracy"])
     assert flags == ["`bt_loss` uses alignlab.losses.bt_loss", "reads /work/solutions/01_bradley_terry.py"]
+    # a local variable named like an imported module is not that module; an alias of it still is
+    shadow = ("from alignlab.methods import dpo\nimport alignlab.losses as losses\n"
+              "def dpo_loss(a, b, c, d, beta):\n    dpo = a - b\n    return dpo.mean()\n"
+              "def kto_loss(a, b):\n    f = losses.kto_loss\n    return f(a, b)")
+    assert authorship.review_flags([shadow], ["dpo_loss", "kto_loss"]) == ["`kto_loss` uses alignlab.losses.kto_loss"]
+
+
+AUDIT_PROBE = """
+import json, os, sys
+from alignlab.course.grading import student
+class Client:
+    flags = []
+student._audit_reads(Client, os.getcwd())
+cell = compile(sys.argv[1], "<ipython-input-1-0>", "exec")
+exec(cell, {})
+print(json.dumps(Client.flags))
+"""
+
+
+def test_the_audit_notes_files_the_cells_read_not_files_libraries_read(tmp_path):
+    """In a venv, site-packages lies inside the "platstdlib" folder: a library's reads are still its own."""
+    import subprocess
+
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("answers")
+    nb, data = tmp_path / "nb.ipynb", tmp_path / "data.json"
+    nbformat.write(_nb("x = 1"), nb)
+    data.write_text("{}")
+    (tmp_path / "work").mkdir()
+    cell = (f"import nbformat, json\nnbformat.read({str(nb)!r}, as_version=4)\n"  # a library reads it
+            f"json.load(open({str(data)!r}))\n"  # the cell reads it, through the standard library
+            f"open({str(secret)!r}).read()\nopen('mine.txt', 'w').write('x')\nopen('mine.txt').read()")
+    out = subprocess.run([sys.executable, "-c", AUDIT_PROBE, cell], cwd=tmp_path / "work", capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [f"reads {data.resolve()}", f"reads {secret.resolve()}"]
 
 
 def test_the_channel_carries_values_never_objects():
@@ -304,7 +384,10 @@ def hostile_graded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     subs, out = tmp / "subs", tmp / "grades.csv"
     subs.mkdir()
-    for name, (solution, attack) in hostile.HOSTILE.items():
+    cases = dict(hostile.HOSTILE)
+    if not sandbox.detect("auto").process_cap:  # root without a pids cgroup: nothing would bound it
+        del cases["fork_bomb"]
+    for name, (solution, attack) in cases.items():
         nbformat.write(hostile.notebook(solution, attack.replace("{csv!r}", repr(str(out)))), subs / f"{name}.ipynb")
     nbformat.write(hostile.notebook(hostile.CORRECT, "x = 1"), subs / "zz_honest.ipynb")
     printed = io.StringIO()
@@ -331,10 +414,12 @@ def test_hostile_submissions_score_no_more_than_their_honest_solution(hostile_gr
     assert "reference is missing" in rows["patched_reference"]["feedback"]
     # the attacks on the machine cost at most that submission's own run
     for name in ("kill_parent", "closes_stdout", "disk_filler", "csv_writer", "fork_bomb", "zz_honest"):
-        assert rows[name]["points"] == 6, (name, rows[name])
+        if name in rows:
+            assert rows[name]["points"] == 6, (name, rows[name])
     assert rows["kill_parent"]["status"] == "ok" and rows["zz_honest"]["status"] == "ok"
-    assert "BlockingIOError" in rows["fork_bomb"]["error"] or "fork" in rows["fork_bomb"]["error"].lower()
-    assert "OSError" in rows["disk_filler"]["error"]
+    if "fork_bomb" in rows:  # held by the pids cgroup (root) or RLIMIT_NPROC (a user)
+        assert "BlockingIOError" in rows["fork_bomb"]["error"] or "fork" in rows["fork_bomb"]["error"].lower()
+    assert "No space left on device" in rows["disk_filler"]["error"]  # the private /tmp is full, not the disk
     assert rows["csv_writer"]["status"] == "cell errors"
     assert rows["memory_hog"]["status"] in ("cell errors", "kernel died") and (
         "MemoryError" in rows["memory_hog"]["error"] or "memory" in rows["memory_hog"]["error"])
@@ -351,8 +436,69 @@ def test_hostile_submissions_leave_one_row_each_and_the_csv_untouched(hostile_gr
     rows, out, _, _ = hostile_graded
     with open(out, newline="") as f:
         table = list(csv.DictReader(f))
-    assert [r["submission"] for r in table] == sorted(f"{n}.ipynb" for n in [*hostile.HOSTILE, "zz_honest"])
+    expected = [*hostile.HOSTILE, "zz_honest"]
+    if not sandbox.detect("auto").process_cap:
+        expected.remove("fork_bomb")
+    assert [r["submission"] for r in table] == sorted(f"{n}.ipynb" for n in expected)
     assert "hostile.ipynb" not in out.read_text()
+
+
+SANDBOX_PROBE = """
+import errno, json, os, socket
+def write(path, mb=0):
+    try:
+        with open(path, "wb") as f:
+            f.write(b"x" * (mb * 2**20 or 1))
+        return "written"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+r = {"cap_eff": int([l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0], 16)}
+r["dev"], r["etc"], r["cgroup"] = write("/dev/x"), write("/etc/x"), write("/sys/fs/cgroup/pids/cgroup.procs")
+r["hidden"] = os.listdir(HIDDEN)
+r["home"], r["cache"] = sorted(os.listdir(HOME)), os.listdir(CACHE)
+r["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+r["tmp"] = [write(f"/tmp/part{i}", 1) for i in range(12)][-1]
+r["shm"] = [write(f"/dev/shm/part{i}", 1) for i in range(12)][-1]
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2)
+    r["net"] = "connected"
+except OSError as e:
+    r["net"] = errno.errorcode.get(e.errno, str(e))
+print(json.dumps(r))
+"""
+
+
+def test_the_sandbox_drops_capabilities_and_bounds_every_place_it_can_write(tmp_path, monkeypatch):
+    """What bubblewrap gives a submission (here as on CI): checked from inside, in one short process."""
+    import subprocess
+
+    box = sandbox.detect("auto")
+    if not box.isolated:
+        pytest.skip("bubblewrap is not available here (apt-get install bubblewrap)")
+    secret = tmp_path / "submissions"
+    secret.mkdir()
+    (secret / "bob.ipynb").write_text("{}")
+    home = tmp_path / "home"  # the grader's home: its keys hidden, its model cache bound back
+    (home / ".cache" / "alignlab").mkdir(parents=True)
+    (home / ".cache" / "alignlab" / "sft-model.safetensors").write_text("weights")
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("secret key")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("ALIGNLAB_CACHE", raising=False)
+    limits = sandbox.Limits(scratch_mb=8)
+    probe = (SANDBOX_PROBE.replace("HIDDEN", repr(str(secret))).replace("HOME", repr(str(home)))
+             .replace("CACHE", repr(str(home / ".cache" / "alignlab"))))
+    cmd = box.command([sys.executable, "-c", probe], [secret], limits)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["cap_eff"] == 0  # even when the grader runs as root: no remounting /, no raising its limits
+    assert r["dev"] == r["etc"] == "EROFS" and r["cgroup"] in ("EROFS", "ENOENT", "EACCES")
+    assert r["hidden"] == []  # the submissions folder is an empty tmpfs inside
+    assert r["home"] == [".cache"] and r["cache"] == ["sft-model.safetensors"]  # no .ssh
+    assert len(r["pids"]) <= 3  # its own PID namespace: bwrap's init and itself, not the grader
+    assert r["tmp"] == r["shm"] == "ENOSPC"  # 12 MB do not fit in a scratch of 8 MB
+    assert r["net"] == "ENETUNREACH"  # its own network namespace has no route anywhere
 
 
 # ---------------------------------------------------------------------------

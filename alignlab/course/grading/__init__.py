@@ -51,7 +51,8 @@ run) and ``review`` (why the code needs an instructor's look, if it does).
 Sandbox
 -------
 With bubblewrap (``apt-get install bubblewrap``) each submission is isolated from the
-grader, the network and the other submissions. Without it, the grader says so loudly
+grader, the network and the other submissions (`grading.sandbox` says how, and what holds
+where: the process cap, run as root, needs a pids cgroup). Without it, the grader says so loudly
 once and runs submissions UNSANDBOXED: as plain processes with your user, files and
 network (resource limits and the outside judge still apply). Then grade untrusted
 submissions inside a throw-away container without network, for example::
@@ -61,8 +62,9 @@ submissions inside a throw-away container without network, for example::
         -v "$HOME/.cache/alignlab:/cache" -e ALIGNLAB_CACHE=/cache \\
         alignlab python -m alignlab grade /submissions --out /out/grades.csv
 
-The model cache (``ALIGNLAB_CACHE``) is read-only inside the sandbox: build it first (run
-one notebook) so that submissions that need the SFT model do not try to train it.
+The model cache (``ALIGNLAB_CACHE``) is read-only inside the sandbox; a submission sees a
+writable view of it (links to its finished models, in its scratch folder). Build it first
+(run one notebook) so that submissions that need the SFT model do not each train it.
 """
 
 from __future__ import annotations

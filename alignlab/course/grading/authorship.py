@@ -79,6 +79,19 @@ def _reads(tree) -> list[str]:
     return notes
 
 
+def _locals(fn) -> set[str]:
+    """Names local to the function ``fn`` (its parameters and what it assigns), as Python scopes them."""
+    args = fn.args
+    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if a}
+    declared = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+    return names - declared
+
+
 def review_flags(sources: list[str], exercises) -> list[str]:
     """The reasons (possibly none) to review a submission made of code cells ``sources``."""
     trees = []
@@ -101,6 +114,7 @@ def review_flags(sources: list[str], exercises) -> list[str]:
             if name in seen or name not in functions:
                 continue
             seen.add(name)
+            local = _locals(functions[name])
             for node in ast.walk(functions[name]):
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     mod = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
@@ -110,6 +124,8 @@ def review_flags(sources: list[str], exercises) -> list[str]:
                                                                                    ast.Store):
                     dotted = _dotted(node)
                     if dotted is None:
+                        continue
+                    if dotted.split(".")[0] in local:  # a local variable, not the module of that name
                         continue
                     full = _resolve(dotted, aliases)
                     if full.split(".")[0] == "alignlab" and full.count(".") >= 1:

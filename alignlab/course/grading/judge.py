@@ -29,7 +29,7 @@ import torch
 from .. import checks
 from ..checks import CheckTimeout, Result, max_points
 from . import protocol
-from .sandbox import Limits, Process, Sandbox
+from .sandbox import Limits, Process, Sandbox, cache_dir
 
 SLACK = 5.0
 """Seconds the student's process gets, past a time limit it was told about, to answer."""
@@ -143,10 +143,10 @@ def _student_env(home: str) -> dict:
     import alignlab
 
     package_root = str(Path(alignlab.__file__).resolve().parents[1])
-    cache = os.environ.get("ALIGNLAB_CACHE") or str(Path.home() / ".cache" / "alignlab")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "TMPDIR": home,
            "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.matplotlib", "MPLBACKEND": "Agg",
-           "ALIGNLAB_HEADLESS": "1", "ALIGNLAB_CACHE": str(Path(cache).expanduser().resolve()),
+           "ALIGNLAB_HEADLESS": "1", "ALIGNLAB_CACHE": f"{home}/.alignlab-cache",
+           "ALIGNLAB_CACHE_READONLY": str(cache_dir()),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(
                os.pathsep) if p]),

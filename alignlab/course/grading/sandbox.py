@@ -5,11 +5,16 @@ With bubblewrap (``bwrap``, packaged by Debian, Ubuntu, Fedora...), every submis
 * no network (its own, empty, network namespace) and its own PID namespace (it cannot see
   or signal the grader, nor the other submissions);
 * a read-only view of the file system, in which the submissions folder, the CSV, the
-  executed copies and the solutions are hidden, and ``/tmp`` (its working folder) and
-  ``/dev/shm`` are private tmpfs of ``scratch_mb`` each;
+  executed copies, the solutions and the grader's home folder are hidden (what the student's
+  Python needs from there, the venv or the model cache, is bound back read-only), and
+  ``/tmp`` (its working folder) and ``/dev/shm`` are private tmpfs of ``scratch_mb`` each;
+* no capabilities (``--cap-drop ALL``: run by root, bwrap would keep them all inside), and
+  a read-only ``/dev`` (bwrap's own is an unsized tmpfs);
 * resource limits: address space (``memory_mb`` per process), processes (``processes``),
   CPU time, file size; and, when the grader may create cgroups (root, or a delegated
-  cgroup v2 tree), a memory and a process cap on the whole sandbox.
+  cgroup v2 tree), a memory and a process cap on the whole sandbox. Linux does not apply
+  RLIMIT_NPROC to root: run as root without cgroups, nothing caps the processes (the
+  grader's banner says so) and only the time limit ends a fork bomb.
 
 Without it, the submission runs as a plain process with the same resource limits and in
 its own session, behind a disposable "keeper" parent; the grader says so, loudly, once.
@@ -180,9 +185,20 @@ class Sandbox:
     def isolated(self) -> bool:
         return self.kind == "bwrap"
 
+    @property
+    def process_cap(self) -> bool:
+        """Whether the cap on processes holds: a pids cgroup, or RLIMIT_NPROC (which Linux ignores for root)."""
+        return self.cgroups or os.geteuid() != 0
+
     def describe(self, limits: Limits) -> str:
-        caps = (f"memory {limits.memory_mb} MB per process, {limits.processes} processes, "
-                f"files up to {limits.file_mb} MB"
+        if self.cgroups:
+            procs = f"{limits.processes} processes"
+        elif self.process_cap:
+            procs = f"{limits.processes} processes of your user (RLIMIT_NPROC, shared with all your processes)"
+        else:
+            procs = ("NO cap on processes (run as root, whom RLIMIT_NPROC does not bind, and no pids cgroup "
+                     "could be made: a fork bomb runs until its time limit)")
+        caps = (f"memory {limits.memory_mb} MB per process, {procs}, files up to {limits.file_mb} MB"
                 + (f"; cgroup caps on the whole sandbox: memory {limits.memory_mb} MB, {limits.processes} processes"
                    if self.cgroups else ""))
         if self.isolated:
@@ -197,14 +213,23 @@ class Sandbox:
         """The command line that runs ``argv`` in this sandbox."""
         if not self.isolated:
             return argv
-        cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all",
-               "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        # --cap-drop ALL: run by root, bwrap keeps every capability inside (remount /, raise rlimits...);
+        # --remount-ro /dev: bwrap's /dev is an unsized tmpfs, a way round the scratch's size.
+        cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL",
+               "--ro-bind", "/", "/", "--dev", "/dev", "--remount-ro", "/dev", "--proc", "/proc",
                "--size", str(limits.scratch_mb * 2**20), "--tmpfs", "/tmp",
                "--size", str(limits.scratch_mb * 2**20), "--tmpfs", "/dev/shm",
                "--dir", "/tmp/work", "--chdir", "/tmp/work"]
-        for path in _runtime_paths_under_scratch():  # e.g. a clone and its venv under /tmp
+        home = _home()
+        if home is not None:  # the grader's home (keys, tokens, notes): an empty folder inside
+            cmd += ["--tmpfs", str(home)]
+        runtime = _runtime_paths_under([Path("/tmp"), Path("/dev/shm")] + ([home] if home else []))
+        for path in runtime:  # e.g. a clone and its venv under /tmp, the model cache under ~/.cache
             cmd += ["--ro-bind", str(path), str(path)]
         for path in hide:
+            path = path.resolve()
+            if home is not None and path.is_relative_to(home) and not any(path.is_relative_to(r) for r in runtime):
+                continue  # hidden with the home folder already
             if path.is_dir():
                 cmd += ["--tmpfs", str(path)]
             elif path.exists():
@@ -212,20 +237,34 @@ class Sandbox:
         return cmd + ["--"] + argv
 
 
-def _runtime_paths_under_scratch() -> list[Path]:
-    """Folders the student's Python needs (interpreter, venv, the alignlab source, its cache)
-    that lie under ``/tmp`` or ``/dev/shm``, which the sandbox replaces with empty tmpfs; they
-    are bound back read-only. Nested ones are covered by their outermost folder."""
+def _home() -> Path | None:
+    """The grader's home folder, hidden in the sandbox; None where hiding it would hide too much."""
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):
+        return None
+    if not home.is_dir() or len(home.parts) < 2 or home in (Path("/tmp"), Path("/dev/shm")):
+        return None
+    return home
+
+
+def cache_dir() -> Path:
+    """The model cache the student's process reads (as `alignlab.cache` finds it)."""
+    return Path(os.environ.get("ALIGNLAB_CACHE") or Path.home() / ".cache" / "alignlab").expanduser().resolve()
+
+
+def _runtime_paths_under(hidden: list[Path]) -> list[Path]:
+    """Folders the student's Python needs (interpreter, venv, the alignlab source, the model
+    cache) that lie under ``hidden`` (``/tmp``, ``/dev/shm``, the home folder), which the sandbox
+    replaces with empty tmpfs; they are bound back read-only. Nested ones are covered by their
+    outermost folder."""
     import alignlab
 
     candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent,
-                  Path(alignlab.__file__).resolve().parents[1]}
-    candidates |= {Path(p) for p in sys.path if p}
-    if os.environ.get("ALIGNLAB_CACHE"):
-        candidates.add(Path(os.environ["ALIGNLAB_CACHE"]))
-    scratch = (Path("/tmp"), Path("/dev/shm"))
+                  Path(alignlab.__file__).resolve().parents[1], cache_dir()}
+    candidates |= {Path(p) for p in sys.path if p and Path(p) != Path.cwd()}  # not the grader's folder
     found = sorted({c.resolve() for c in candidates if c.exists()
-                    and any(c.resolve().is_relative_to(s) and c.resolve() != s for s in scratch)})
+                    and any(c.resolve().is_relative_to(s) and c.resolve() != s for s in hidden)})
     return [p for p in found if not any(p != q and p.is_relative_to(q) for q in found)]
 
 
@@ -234,8 +273,9 @@ def _bwrap_version() -> str | None:
     if exe is None:
         return None
     try:
-        probe = subprocess.run([exe, "--die-with-parent", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev",
-                                "--proc", "/proc", "--size", str(2**20), "--tmpfs", "/tmp", "--", "true"],
+        probe = subprocess.run([exe, "--die-with-parent", "--unshare-all", "--cap-drop", "ALL", "--ro-bind", "/", "/",
+                                "--dev", "/dev", "--remount-ro", "/dev", "--proc", "/proc",
+                                "--size", str(2**20), "--tmpfs", "/tmp", "--", "true"],
                                capture_output=True, timeout=20)
         if probe.returncode != 0:
             return None

@@ -55,6 +55,25 @@ def apply_limits(limits: dict) -> None:
             pass
 
 
+def cache_view() -> None:
+    """Make ``$ALIGNLAB_CACHE`` (in the scratch folder) a writable view of the grader's model cache.
+
+    The grader's cache (``$ALIGNLAB_CACHE_READONLY``) is read-only here, and `alignlab.cache`
+    wants a folder it can write (its locks): the view links every finished artifact of it, and
+    what the notebook builds anyway lands in the scratch folder, lost with it.
+    """
+    src, view = os.environ.get("ALIGNLAB_CACHE_READONLY"), os.environ.get("ALIGNLAB_CACHE")
+    if not src or not view:
+        return
+    try:
+        os.makedirs(view, exist_ok=True)
+        for name in sorted(os.listdir(src)):
+            if os.path.isfile(os.path.join(src, name, "alignlab.json")):  # finished artifacts only
+                os.symlink(os.path.join(src, name), os.path.join(view, name))
+    except OSError:  # no cache yet, or no room: the notebook builds what it needs (or says why not)
+        pass
+
+
 class Client:
     """This process's end of the channel; also what ``checks.check`` calls in here."""
 
@@ -241,22 +260,29 @@ def _outputs(cap) -> list[dict]:
 
 def _audit_reads(client: Client, scratch: str):
     """An audit hook noting files that the notebook's own code reads outside its scratch folder."""
+    import site
     import sysconfig
 
-    stdlib = tuple({os.path.realpath(p) for p in (sysconfig.get_paths()["stdlib"],
-                                                  sysconfig.get_paths()["platstdlib"])})
+    def both(paths):
+        return tuple({q for p in paths if p for q in (p, os.path.realpath(p))})
+
+    paths = sysconfig.get_paths()
+    stdlib = both([paths["stdlib"], paths["platstdlib"]])
+    # in a venv, platstdlib is the venv's lib/pythonX.Y, which holds site-packages: those are libraries
+    libraries = both([paths["purelib"], paths["platlib"], *site.getsitepackages(), site.getusersitepackages()])
     scratch = os.path.realpath(scratch)
 
     def from_cell() -> bool:
-        f = sys._getframe(2)
+        f = sys._getframe(2)  # 0: here, 1: the hook, 2: what called open()
         while f is not None:
             name = f.f_code.co_filename
             if name.startswith("<ipython-input") or "/ipykernel_" in name:
                 return True
             if name.startswith("<frozen importlib") or "/importlib/" in name:
                 return False  # an import statement, not a read
-            if not (name.startswith("<frozen") or name.startswith(stdlib) or name == __file__):
-                return False  # a library read it (torch, alignlab...): not the student's doing
+            if name != __file__ and (name.startswith(libraries) or not (
+                    name.startswith("<frozen") or name.startswith(stdlib))):
+                return False  # a library read it (torch, matplotlib, alignlab...): not the student's doing
             f = f.f_back
         return False
 
@@ -303,6 +329,7 @@ def main(argv=None) -> int:
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     _MAIN_PID = os.getpid()
     scratch = os.getcwd()
+    cache_view()
 
     import torch  # noqa: F401  (imported before the student's code, as a kernel would)
     from IPython.core.interactiveshell import InteractiveShell

@@ -103,11 +103,11 @@ print("KL, formula:      ", np.round(c["kl"][[7, 11, 15]], 2), " (n = 16, 64, 25
 print("KL, pool estimate:", np.round(c["kl_est"][[7, 11, 15]], 2))
 
 # %% [markdown]
-# Two readings. First, best-of-$n$ keeps its gold score rising, or flat, up to $n = 256$ under all four proxies: at this scale it barely over-optimises (lecture 01 saw the same up to $n = 64$), and it gets far from the reference only slowly, $\log n$ nats. Second, the pool estimate of the KL is within 5% of the formula up to $n = 64$: ties in the proxy's scores are too rare here to matter. At $n = m = 256$ it reads $\log 256$: a pool of 256 cannot show how far the tail of the reference goes, so the estimate is only good for $n$ well below $m$. We use the formula, as the paper does, for $d = \sqrt{\mathrm{KL}}$.
+# Two readings. First, best-of-$n$ under every proxy ends far above $n = 1$, and it gets away from the reference only slowly, $\log n$ nats. Whether its gold score turns over within $n \le 256$ depends on the proxy and on the SFT model: where the printed best $n$ is below 256 it did, and then by little (lecture 01 saw no turn-over up to $n = 64$). Second, the pool estimate of the KL is within 5% of the formula up to $n = 64$: ties in the proxy's scores are too rare here to matter. At $n = m = 256$ it reads $\log 256$: a pool of 256 cannot show how far the tail of the reference goes, so the estimate is only good for $n$ well below $m$. We use the formula, as the paper does, for $d = \sqrt{\mathrm{KL}}$.
 
 # %%
 for name in BON:
-    assert bon_curves[name]["gold"][-1] > bon_curves[name]["gold"][0] + 0.3        # best-of-256 is much better than n = 1
+    assert bon_curves[name]["gold"][-1] > bon_curves[name]["gold"][0] + 0.2        # best-of-256 is far better than n = 1
 assert abs(c["kl_est"][11] / c["kl"][11] - 1) < 0.05 and abs(c["kl_est"][15] - np.log(M)) < 1e-6
 
 # %% [markdown]
@@ -244,7 +244,7 @@ for k, v in verdicts.items():
     print({True: "HOLDS  ", False: "FAILS  ", None: "N/A    "}[v], k)
 
 # %% [markdown]
-# Verdicts (a) and (b) are about the shape of whole curves. Verdict (c) compares three peaks, each read off evaluations two iterations apart on 128 prompts, so it is the most fragile of the three: change `SEED` and see (exercise 1). "N/A" marks a claim the data cannot test: best-of-$n$ under the three main proxies does not turn over within $n \le 256$, so there is no peak to move.
+# Verdicts (a) and (b) are about the shape of whole curves. Verdict (c) compares three peaks, each read off evaluations two iterations apart on 128 prompts, so it is the most fragile of the three: change `SEED` and see (exercise 1). "N/A" marks a claim the data cannot test: where best-of-$n$ does not turn over within $n \le 256$ there is no peak to move, and where PPO never gained there is no gain to compare.
 
 # %% [markdown]
 # ### 5.1 A KL penalty: a better frontier, or early stopping?
@@ -301,7 +301,7 @@ members_mean = np.mean([ens_curves[m]["gold"][-1] for m in members])
 assert ens_curves["mean of 3"]["gold"][-1] > members_mean and ens_curves["min of 3"]["gold"][-1] > members_mean
 
 # %% [markdown]
-# Both ensembles pick better completions at every large $n$ than their members do on average: each member's mistakes are partly its own, and a completion that fools one of three proxies rarely fools all three. Under a single weak member, best-of-$n$ can even turn over (look for a member whose best $n$ is below 256 in the printout); under the ensemble it rises further. The ensemble costs three reward models; it does not give the data of a stronger one (compare the 8192-pair proxy in section 2).
+# At $n = 256$ both ensembles pick better completions than their members do on average (asserted): each member's mistakes are partly its own, and a completion that fools one of three proxies rarely fools all three. A single weak member is where best-of-$n$ turns over most readily (a member whose best $n$ is below 256 in the printout). The ensemble's price is three reward models to train and to run.
 
 # %% [markdown]
 # The headline numbers (collected by `python -m alignlab course`):

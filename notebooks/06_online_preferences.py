@@ -9,7 +9,7 @@
 #
 # **Prerequisites.** Lecture 04 (DPO, its loss and its logs), lecture 01 (the Bradley-Terry annotator and the learned reward model).
 #
-# **Run time.** `quick` profile (2-core CPU): 97 s once the SFT models of seeds 0-2 are cached (measured under nbval, `pytest --nbval-lax notebooks/06_online_preferences.ipynb`, on a 2-core machine shared with another training job). Eight online runs of 40 steps make most of it. `full` profile (one GPU): not measured (no GPU was available when this lecture was built).
+# **Run time.** `quick` profile (2-core CPU): about 100 s once the SFT model is cached (measured under nbval, `pytest --nbval-lax notebooks/06_online_preferences.ipynb`, on a 2-core machine shared with another training job). Eight online runs of 40 steps make most of it. `full` profile (one GPU): not measured (no GPU was available when this lecture was built).
 
 # %% [markdown]
 # ## 1. Set-up
@@ -129,7 +129,7 @@ dashboard(*[runs[k] for k in runs if k.startswith("BPO")], runs["online DPO (F=T
           title="BPO over F (online DPO for comparison)"); plt.show()
 
 # %% [markdown]
-# The loss at the first step of each phase is $\ln 2$: the reference has just been replaced by the policy. For $F = 10$ those are steps 1, 5, 9, ...; inside a phase the policy moves away from its frozen reference and the loss falls below $\ln 2$. Online DPO's reference never moves, so after step 1 its loss is not $\ln 2$:
+# The loss at the first step of each phase is $\ln 2$: the reference has just been replaced by the policy. For $F = 10$ those are steps 1, 5, 9, ...; inside a phase the policy moves away from its frozen reference and the loss leaves $\ln 2$ (mostly below it; on a fresh batch one step can also land above). Online DPO's reference never moves, so after step 1 its loss is not $\ln 2$:
 
 # %%
 loss10 = dict(zip(*runs["BPO F=10"].series("loss")))
@@ -137,24 +137,16 @@ starts = list(range(1, base.steps + 1, base.steps // 10))
 print("BPO F=10, loss at phase starts:", [round(loss10[s_], 4) for s_ in starts])
 print("BPO F=10, loss one step later: ", [round(loss10[s_ + 1], 4) for s_ in starts])
 assert all(abs(loss10[s_] - math.log(2)) < 1e-4 for s_ in starts)
-assert all(loss10[s_ + 1] < math.log(2) for s_ in starts)
+assert all(abs(loss10[s_ + 1] - math.log(2)) > 1e-6 for s_ in starts)
+assert np.mean([loss10[s_ + 3] for s_ in starts]) < math.log(2)        # by a phase's last step, below ln 2 on average
 print("online DPO, loss at the same steps:", [round(dict(zip(*runs["online DPO (F=T)"].series("loss")))[s_], 4) for s_ in starts])
 
 # %% [markdown]
 # ### 4.3 The ensemble of the paper, K = 3
 #
-# The BPO paper stabilises the behaviour model by averaging several LoRA copies, all started from one base model. With a tiny model we can average full weights **exactly**. The SFT models of different seeds cannot be averaged that way: they were pretrained from different random initialisations, so their weights do not line up (hidden unit 7 of one is not unit 7 of the other). Measured:
-
-# %%
-sft_models = [ref] + [pipeline.load_sft(profile, seed=s_)[0] for s_ in (1, 2)]
-seed_average = online.average_models(sft_models)
-avg_eval = evaluator(seed_average)
-print({k: round(avg_eval[k], 3) for k in ("valid_rate", "gold_reward", "kl")},
-      " vs SFT seed 0:", {k: round(runs["online DPO (F=T)"].rows[0][k], 3) for k in ("valid_rate", "gold_reward")})
-assert avg_eval["valid_rate"] < 0.5 * runs["online DPO (F=T)"].rows[0]["valid_rate"]
-
-# %% [markdown]
-# So the ensemble here follows the paper's construction instead: K = 3 full-weight copies of the **same** SFT model, trained side by side on the same labelled pairs in different minibatch orders (the pairs are the budget: the ensemble costs three times the compute, not three times the labels); their exact average is the behaviour policy, the reference and the evaluated policy.
+# The BPO paper stabilises the behaviour model by averaging several LoRA copies, all started from one base model. With a tiny model we can average full weights **exactly**. The copies must share their starting point, as the paper's LoRA copies share their base: the SFT models of different seeds were pretrained from different random initialisations, and nothing makes hidden unit 7 of one play the role of unit 7 of another (exercise 5: average them and evaluate).
+#
+# So the ensemble follows the paper's construction: K = 3 full-weight copies of the **same** SFT model, trained side by side on the same labelled pairs in different minibatch orders (the pairs are the budget: the ensemble costs three times the compute, not three times the labels); their exact average is the behaviour policy, the reference and the evaluated policy.
 
 # %%
 runs["BPO F=10, K=3"] = run(phases=10, reference="behaviour", ensemble=3)
@@ -306,6 +298,7 @@ assert list(claims.values()) == [True, True, False, True, True, False, True], cl
 # 2. Run offline VPO (`vpo_mode="offline"`, `phases=1`). Does the pessimistic sign keep the valid rate of offline DPO higher? At which $\alpha$?
 # 3. Lower the annotator's noise to 0 (`annotator_temperature=0`). Does online DPO's lead over offline DPO grow or shrink?
 # 4. The exercise notebook `exercises/06_online.ipynb`: write VPO's loss with both signs and BPO's reference swap.
+# 5. Average the SFT models of seeds 0, 1 and 2 (`online.average_models([pipeline.load_sft(profile, seed=s)[0] for s in (0, 1, 2)])`) and evaluate the average with `evaluator`. What happens to its valid rate, and why is the average of three trained copies of one model (section 4.3) different?
 
 # %% [markdown]
 # The headline numbers of this lecture, for `python -m alignlab course`:

@@ -426,11 +426,11 @@ print({name: round(s["win_rate"][0], 3) for name, s in summary.items()})
 noise_rloo = baseline_noise(pol_rloo.lm)
 print({k: round(v, 4) for k, v in noise_rloo.items()})
 plot_noise(("SFT", noise_sft), ("after RLOO", noise_rloo))
-assert noise_rloo["none"] > 5 * noise_sft["none"] and noise_rloo["within"] < noise_sft["within"]
+assert noise_rloo["none"] > 5 * noise_sft["none"]
 assert noise_rloo["batch mean"] < noise_rloo["k=4"]
 
 # %% [markdown]
-# The trained policy's samples of one prompt agree more (`within` fell), so every group baseline got less noisy; its mean reward is high, so **no** baseline is now far off (`none` grew more than fivefold): the regime where lecture 02's baselines pay. Prompts still barely differ in difficulty, and the batch mean is still the least noisy baseline in this world.
+# The trained policy's mean reward is high, so **no** baseline is now far off (`none` grew more than fivefold): the regime where lecture 02's baselines pay. Prompts still barely differ in difficulty, and the batch mean is still the least noisy baseline in this world.
 
 # %% [markdown]
 # The headline numbers of this notebook (collected by `python -m alignlab course`):

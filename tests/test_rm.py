@@ -141,12 +141,12 @@ def test_training_learns_the_gold_ordering(sft, heldout):
     lm, tok = sft
     train_ds = R.preference_data(lm, tok, 1024, "train", temperature=0.1, seed=4, max_new_tokens=24)
     rm = R.new_reward_model(lm, tok, seed=0)
-    config = R.RMConfig(steps=100, batch_size=32, lr=2e-3, eval_every=100)
+    config = R.RMConfig(steps=200, batch_size=32, lr=2e-3, eval_every=200)
     h = R.train_reward_model(rm, tok, train_ds, config, eval_fn=heldout, progress=False)
     assert h.series("bt_loss")[0][0] == 1 and abs(h.series("bt_loss")[1][0] - math.log(2)) < 0.05
     steps, acc = h.series("eval_accuracy")
-    assert steps == [0, 100]
-    assert abs(acc[0] - 0.5) < 0.2 and acc[1] > 0.68, acc  # 0.74 measured
+    assert steps == [0, 200]
+    assert abs(acc[0] - 0.5) < 0.2 and acc[1] > 0.68, acc
     assert acc[1] == pytest.approx(R.pairwise_accuracy_on(rm, tok, heldout), abs=1e-6)
     assert not rm.training  # handed back in eval mode
 

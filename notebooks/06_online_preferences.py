@@ -9,7 +9,7 @@
 #
 # **Prerequisites.** Lecture 04 (DPO, its loss and its logs), lecture 01 (the Bradley-Terry annotator and the learned reward model).
 #
-# **Run time.** `quick` profile (2-core CPU): about 100 s once the SFT model is cached (measured under nbval, `pytest --nbval-lax notebooks/06_online_preferences.ipynb`, on a 2-core machine shared with another training job). Eight online runs of 40 steps make most of it. `full` profile (one GPU): not measured (no GPU was available when this lecture was built).
+# **Run time.** `quick` profile (2-core CPU): 104 s under nbval with the SFT model cached (measured in the fresh-clone test run, `.ci/run`). Eight online runs of 40 steps make most of it. `full` profile (one GPU): not measured (no GPU was available when this lecture was built).
 
 # %% [markdown]
 # ## 1. Set-up

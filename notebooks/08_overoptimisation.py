@@ -10,7 +10,7 @@
 #
 # **Prerequisites.** Lecture 01 (the reward model, best-of-N), lecture 03 (PPO, reward hacking at $\beta = 0$).
 #
-# **Run time.** `quick` profile (2-core CPU): 112 s under nbval with the SFT model and the proxy reward models cached (`pytest notebooks/08_overoptimisation.ipynb`, one torch thread, another training job on the other core); the first run also trains five small proxies, about 15 s each (lecture 01 caches the sixth). `full` profile (one GPU): not measured yet (no GPU was available when this lecture was written).
+# **Run time.** `quick` profile (2-core CPU): 150 s under nbval in the fresh-clone test run (`.ci/run`), which includes training five small proxy reward models (lecture 01 caches the sixth); 112 s with them cached (`pytest notebooks/08_overoptimisation.ipynb`, one torch thread, another job on the other core). `full` profile (one GPU): not measured yet (no GPU was available when this lecture was written).
 
 # %% [markdown]
 # ## 1. Set-up: the truth and its proxies

@@ -50,6 +50,32 @@ def annotate_pairs(prompts, completions_a, completions_b, temperature: float = 0
     return Dataset.from_dict(rows)
 
 
+def annotate_graded(prompts, completions_a, completions_b, temperature: float = 0.1,
+                    seed: int = 0, thresholds=(0.2, 0.5), finished_a=None,
+                    finished_b=None) -> Dataset:
+    """``annotate_pairs`` plus a ``grade``: how much better the chosen completion looked.
+
+    The annotator perceives the difference d = (g_a - g_b) + temperature * L, L a standard
+    logistic draw, and picks a when d > 0: P(a) = sigmoid((g_a - g_b) / temperature), the
+    Bradley-Terry annotator, with the SAME draws as ``annotate_pairs(..., seed)`` (same
+    chosen and rejected). The grade reads the perceived gap |d| on a nuanced scale:
+    1 = slightly better (|d| <= thresholds[0]), 2 = better, 3 = much better (|d| > thresholds[1]).
+    """
+    if len(thresholds) != 2 or not 0 <= thresholds[0] <= thresholds[1]:
+        raise ValueError(f"annotate_graded: thresholds must be two increasing gaps (slightly | "
+                         f"better | much better), got {thresholds}")
+    g_a = np.asarray(world.gold_rewards(prompts, completions_a, finished_a), dtype=float)
+    g_b = np.asarray(world.gold_rewards(prompts, completions_b, finished_b), dtype=float)
+    u = np.random.default_rng(seed).random(len(g_a))  # the draws annotate_pairs compares with P(a)
+    with np.errstate(divide="ignore"):
+        noise = temperature * np.log1p(-u) - temperature * np.log(u) if temperature > 0 else 0.0
+    perceived = np.abs(g_a - g_b + noise)  # d > 0 exactly when u < P(a): the same choice
+    grade = 1 + (perceived > thresholds[0]).astype(int) + (perceived > thresholds[1]).astype(int)
+    ds = annotate_pairs(prompts, completions_a, completions_b, temperature, seed, finished_a,
+                        finished_b)
+    return ds.add_column("grade", [int(g) for g in grade])
+
+
 def annotate_binary(prompts, completions, temperature: float = 0.1, threshold: float = 0.0,
                     seed: int = 0, finished=None) -> Dataset:
     """Thumbs-up/down labels: desirable with probability sigmoid((g - threshold)/temperature)."""

@@ -7,11 +7,14 @@
 # 3. explain why a baseline lowers the variance of the gradient estimate without biasing it, and measure the drop;
 # 4. add a value head to the GPT-2, compute TD errors and GAE($\gamma$, $\lambda$) from them, and check that $\lambda=0$ is one-step TD and $\lambda=1$ the Monte-Carlo return minus the value;
 # 5. measure GAE's bias/variance trade-off on real rollouts against Monte-Carlo ground truth;
-# 6. train an actor-critic with GAE advantages and a KL penalty to the reference, on the shared dashboard.
+# 6. write the actor-critic's whole update step yourself (rollout, GAE, whitening, the loss, backward, clip, AdamW), check it against the library's, and train it with a KL penalty to the reference, on the shared dashboard;
+# 7. see what a reward that leaks length does to a policy.
 #
 # **Prerequisites.** Lecture 00 (the review world, the gold judge, the shared evaluation). Expectations, gradients, `torch.autograd`.
 #
-# **Run time.** `quick` profile (2-core CPU, SFT model cached): 25 s (measured under nbval on an idle 2-core machine). `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
+# **Run time.** `quick` profile (2-core CPU, SFT model cached): about 30 s (25 s measured under nbval on an idle 2-core machine, plus about 5 s for the checks of sections 4-7 and the run of section 8, estimated on a loaded machine). `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
+#
+# **Sources.** Williams 1992, *Simple statistical gradient-following algorithms for connectionist reinforcement learning* (Machine Learning 8), for REINFORCE; Schulman et al. 2016, *High-dimensional continuous control using generalized advantage estimation* (arXiv:1506.02438), for GAE; Ziegler et al. 2019, *Fine-tuning language models from human preferences* (arXiv:1909.08593), for the per-token KL penalty; Stanford CME 295 (Transformers & Large Language Models, Autumn 2025), lecture 5, for RL's vocabulary applied to an LLM (syllabus: https://cme295.stanford.edu/syllabus/).
 #
 # **On purpose**, this lecture optimises the **gold judge itself**. Real RLHF optimises a *learned* reward model (lecture 03); here the reward is perfect, so everything that goes right or wrong is the RL machinery's doing.
 
@@ -21,6 +24,7 @@
 # The SFT model from lecture 00 is the reference policy $\pi_\text{ref}$ (trained and cached on first use). `PGConfig` holds every setting of this lecture, sized for the profile.
 
 # %%
+import copy
 import dataclasses
 
 import matplotlib.pyplot as plt
@@ -48,7 +52,7 @@ print(f"profile={profile.name} device={device}\n{config}")
 # %% [markdown]
 # ## 2. The language model as an RL agent
 #
-# The lecture notes map RL's vocabulary onto an LLM. In our review world:
+# CME 295's lecture 5 maps RL's vocabulary onto an LLM. In our review world:
 #
 # | RL | here |
 # |---|---|
@@ -76,7 +80,7 @@ for t in ro.mask[i].nonzero().flatten().tolist():
 #
 # ### 2.1 The per-token reward with a KL penalty
 #
-# The RLHF objective keeps the policy near the reference: $\max_\pi \mathbb{E}[r^*(x,y)] - \beta\,\mathrm{KL}(\pi \,\|\, \pi_\text{ref})$. Its per-token form (Ziegler et al. 2019) pays a penalty on every action and the score once:
+# The RLHF objective keeps the policy near the reference: $\max_\pi \mathbb{E}[r^*(x,y)] - \beta\,\mathrm{KL}(\pi \,\|\, \pi_\text{ref})$. Its per-token form (Ziegler et al. 2019, arXiv:1909.08593) pays a penalty on every action and the score once:
 #
 # $$ r_t = -\beta\,\big(\log\pi(a_t\mid s_t) - \log\pi_\text{ref}(a_t\mid s_t)\big) + [t = T]\; r^*(x, y). $$
 #
@@ -105,7 +109,7 @@ print("scores of the first batch:", [round(s, 2) for s in ro.scores.tolist()])
 # %% [markdown]
 # ## 3. REINFORCE
 #
-# We want to maximise $J(\theta) = \mathbb{E}_{y \sim \pi_\theta}[R(y)]$. The **log-derivative trick** $\nabla\pi = \pi\,\nabla\log\pi$ turns its gradient into an expectation we can sample (the policy-gradient estimator of the RLHF/DPO notes, $\hat g = \hat{\mathbb{E}}_t[\nabla\log\pi_\theta(a_t \mid s_t)\hat A_t]$):
+# We want to maximise $J(\theta) = \mathbb{E}_{y \sim \pi_\theta}[R(y)]$. The **log-derivative trick** $\nabla\pi = \pi\,\nabla\log\pi$ turns its gradient into an expectation we can sample (REINFORCE, Williams 1992; the PPO paper writes the estimator as $\hat g = \hat{\mathbb{E}}_t[\nabla\log\pi_\theta(a_t \mid s_t)\hat A_t]$, Schulman et al. 2017, arXiv:1707.06347, eq. 1):
 #
 # $$ \nabla_\theta J = \mathbb{E}_{y\sim\pi_\theta}\Big[\sum_t \nabla_\theta \log\pi_\theta(a_t\mid s_t)\; G_t\Big], \qquad G_t = \sum_{k \ge t} \gamma^{k-t} r_k . $$
 #
@@ -132,7 +136,7 @@ none_cfg = dataclasses.replace(config, baseline="none")
 assert torch.allclose(loss, pg.pg_losses(policy, ro, none_cfg)["loss"])
 
 # %% [markdown]
-# Now train with it. Each step samples a fresh batch of completions and takes **one** gradient step on it (on-policy; PPO in lecture 03 reuses a batch for several steps). All runs in this notebook optimise the same KL-regularised reward, so only the advantage estimator differs between them. `grad_var_every` also measures the variance of the gradient estimate on some batches (section 4).
+# Now train with it. Each step samples a fresh batch of completions and takes **one** gradient step on it (on-policy; PPO in lecture 03 reuses a batch for several steps). All runs in this notebook but one (section 8) optimise the same KL-regularised reward, so only the advantage estimator differs between them. `grad_var_every` also measures the variance of the gradient estimate on some batches (section 4).
 
 # %%
 reinforce_cfg = dataclasses.replace(config, baseline="none", critic="shared", steps=config.steps // 2, grad_var_every=5)
@@ -148,7 +152,7 @@ h_none = pg.train_pg(pi_none, ref, tok, train_prompts, reinforce_cfg, evaluator,
 #
 # $$ \mathbb{E}_{a\sim\pi}\big[\nabla\log\pi(a\mid s)\, b(s)\big] = b(s)\sum_a \nabla\pi(a\mid s) = b(s)\,\nabla \sum_a \pi(a\mid s) = b(s)\,\nabla 1 = 0 . $$
 #
-# But it changes the **variance**: each sample's gradient is $\nabla\log\pi \cdot (G - b)$, so a reward that is, say, always around $+0.7$ pushes up every sampled completion and relies on the noise to cancel out. The simplest baseline is the batch mean of the returns. Checked first on the bandit: same mean, smaller spread.
+# But it changes the **variance**: each sample's gradient is $\nabla\log\pi \cdot (G - b)$, so a reward that is, say, always around $+0.7$ pushes up every sampled completion and relies on the noise to cancel out. The simplest baseline is the batch mean of the returns. Checked first on the bandit with a baseline fixed in advance (the mean over all 200,000 draws, which no single draw moves): same mean, smaller spread.
 
 # %%
 pi = theta.softmax(0).detach()
@@ -157,6 +161,18 @@ assert torch.allclose(score_fn[0], torch.autograd.grad(theta.log_softmax(0)[arms
 for b in (0.0, float(r_arm[arms].mean())):
     g = score_fn * (r_arm[arms] - b)[:, None]      # per-sample gradient estimates
     print(f"b = {b:+.3f}: mean gradient {g.mean(0).numpy().round(4)}, total variance {g.var(0).sum():.4f}")
+
+# %% [markdown]
+# **A batch mean is not quite free.** The argument above needs $b$ not to depend on the action. The mean of a batch of $B$ returns *includes the episode's own return*, so it does depend on the episode's actions: since $\mathbb{E}[\nabla\log\pi(a_i)\, \overline{G}] = \frac1B \nabla J$, the estimate shrinks to $\frac{B-1}{B}\nabla J$, a bias of order $1/B$ (about 2% at our $B = 48$). The library's mean is moreover taken over the tokens of the batch, so long episodes weigh more in it. The **leave-one-out** mean of the *other* $B - 1$ returns removes the bias exactly (Kool et al. 2019, *Buy 4 REINFORCE samples, get a baseline for free!*; RLOO in Ahmadian et al. 2024, arXiv:2402.14740; exercise 2 and lecture 07). On the bandit, in batches of $B = 4$:
+
+# %%
+r4, s4 = r_arm[arms].view(-1, 4), score_fn.view(-1, 4, 3)          # 50,000 batches of 4 draws
+own = r4.mean(1, keepdim=True)                                     # batch mean, own return included
+loo = (r4.sum(1, keepdim=True) - r4) / 3                           # mean of the other 3
+scale = {name: float((s4 * (r4 - b4)[..., None]).mean((0, 1)) @ exact / exact.dot(exact))
+         for name, b4 in [("batch mean", own), ("leave-one-out", loo)]}
+print({k: round(v, 3) for k, v in scale.items()}, "(1 = unbiased; (B-1)/B = 0.75)")
+assert abs(scale["batch mean"] - 0.75) < 0.03 and abs(scale["leave-one-out"] - 1.0) < 0.03
 
 # %% [markdown]
 # The same run with the mean baseline, $A_t = G_t - \overline{G}$:
@@ -171,13 +187,33 @@ dashboard(h_none, h_mean, extra=("score",), title="REINFORCE, without and with a
 # %% [markdown]
 # ### 4.1 Measuring the variance
 #
-# To measure the variance of the gradient *estimate*, we compute one gradient per episode, $g_i = \sum_t A_{i,t}\nabla\log\pi(a_{i,t}\mid s_{i,t})$, on the weight matrices of the last transformer block, and add up the variances of its coordinates across the episodes of a batch (the trace of the covariance, `pg.total_variance`). The REINFORCE run above did this every few steps for both $A = G$ and $A = G - \overline G$ **on the same batches**.
+# To measure the variance of the gradient *estimate*, we compute one gradient per episode, $g_i = \sum_t A_{i,t}\nabla\log\pi(a_{i,t}\mid s_{i,t})$, on the weight matrices of the last transformer block, and add up the variances of its coordinates across the episodes of a batch (the trace of the covariance). The REINFORCE run above did this every few steps for both $A = G$ and $A = G - \overline G$ **on the same batches**. Both pieces, written out: one forward pass and one `autograd.grad` per episode, then the sum of the per-coordinate variances; checked against `pg.per_episode_grads` and `pg.total_variance` on four episodes of a fresh batch of the trained REINFORCE policy:
+
+# %%
+def my_per_episode_grads(policy, ro, adv, params, n):
+    rows = []
+    for i in range(n):
+        logp = token_logprobs(policy.lm, ro.batch.input_ids[i:i + 1], ro.batch.attention_mask[i:i + 1])[0]
+        g = torch.autograd.grad((logp * adv[i] * ro.mask[i]).sum(), params)   # g_i = sum_t A_it grad log pi(a_it | s_it)
+        rows.append(torch.cat([x.flatten() for x in g]))
+    return torch.stack(rows)                                                     # (n episodes, P coordinates)
+
+def my_total_variance(grads):
+    return grads.var(0).sum().item()                                             # trace of the covariance across episodes
+
+ro_fixed = rl.rollout(pi_none, ref, tok, world.make_prompts(config.batch_size, "train", seed=3), rl.gold_reward_fn, config, seed=3)
+G_fixed = pg.returns_to_go(ro_fixed.rewards, ro_fixed.mask)
+params = pg.default_grad_params(pi_none)
+mine = my_per_episode_grads(pi_none, ro_fixed, G_fixed, params, 4)
+lib = pg.per_episode_grads(pi_none, ro_fixed, {"G": G_fixed}, params, max_episodes=4)["G"]
+assert torch.allclose(mine, lib, atol=1e-6) and np.isclose(my_total_variance(mine), pg.total_variance(lib), rtol=1e-5)
+print(f"{mine.shape[1]:,} gradient coordinates per episode (the last block's weight matrices); per-episode gradients and their total variance match")
+
+# %% [markdown]
 #
 # Because $g_i(G + c) = g_i(G) + c\, g_i(1)$, two per-episode gradients also give the variance for *any* constant shift $c$ of the reward: the right panel takes the trained REINFORCE policy and asks what the variance would be had the judge's scores been shifted by $c$ (as if every answer earned a bonus $c$).
 
 # %%
-ro_fixed = rl.rollout(pi_none, ref, tok, world.make_prompts(config.batch_size, "train", seed=3), rl.gold_reward_fn, config, seed=3)
-G_fixed = pg.returns_to_go(ro_fixed.rewards, ro_fixed.mask)
 grads = pg.per_episode_grads(pi_none, ro_fixed, {"G": G_fixed, "one": ro_fixed.mask})
 shifts = np.linspace(-1.5, 1.5, 31)
 var_shift = [pg.total_variance(grads["G"] + c * grads["one"]) for c in shifts]
@@ -197,26 +233,63 @@ print(f"at c = 0: variance without baseline {var_shift[15]:.2f}, with the mean b
       f"  lowest no-baseline variance {min(var_shift):.2f} at c = {c_best:+.1f}, batch mean score {ro_fixed.scores.mean():+.2f}")
 
 # %% [markdown]
+# Where is the minimum? The total variance of $g_i(G) + c\,g_i(1)$ is $V_G + 2c\,C + c^2 V_1$, with $V_G$ and $V_1$ the total variances of the two per-episode gradients and $C$ the sum of their per-coordinate covariances, so the best constant baseline is $b^* = -c^* = C / V_1$ **on this batch**. Since $g_i(1) = s_i = \sum_t \nabla\log\pi(a_{i,t}\mid s_{i,t})$, this is *approximately* $b^* \approx \mathbb{E}[\|s\|^2 G]/\mathbb{E}[\|s\|^2]$, a mean of the returns **weighted by the score function's size**: exact only if $G_t$ were constant within an episode (here the KL penalty makes it vary by token) and up to the batch's sample means. All three, with the plain mean:
+
+# %%
+dG, d1 = grads["G"] - grads["G"].mean(0), grads["one"] - grads["one"].mean(0)
+b_star = float((dG * d1).sum() / (d1 * d1).sum())                               # C / V_1
+s2 = (grads["one"] ** 2).sum(1)                                                  # ||s_i||^2
+G_episode = (ro_fixed.rewards * ro_fixed.mask).sum(-1)                            # G at the first action
+b_weighted = float((s2 * G_episode).sum() / s2.sum())
+print(f"b* = C / V_1 = {b_star:+.3f} (the grid's minimum at c = {c_best:+.1f});  weighted mean of the returns {b_weighted:+.3f};  "
+      f"plain token mean of the returns {masked_mean(G_fixed, ro_fixed.mask):+.3f}")
+assert abs(-b_star - c_best) <= 0.05 + 1e-9                                      # the parabola's vertex is the grid's minimum
+
+# %% [markdown]
 # What the measurements say:
 #
 # * The no-baseline variance is a parabola in the shift $c$, the baseline's is flat: a baseline makes the estimator blind to the reward's offset.
-# * The parabola's minimum marks the best constant baseline, $b^* = \mathbb{E}[\|s\|^2 G]/\mathbb{E}[\|s\|^2]$ with $s = \sum_t\nabla\log\pi$: a mean of the returns **weighted by the score function's size**, not the plain mean. On one batch the two can be far apart (printed above: where the minimum sits, against the batch's mean score), and then the plain-mean baseline can even raise the variance of that batch.
-# * How much a baseline helps depends on where the rewards sit. The SFT model's mean gold reward is close to 0, so early in training the two estimators are about as noisy. Once the policy is good and its rewards sit around $+0.6$, the no-baseline estimator is noisier on average over the logged batches (the ratio printed below), though not on every batch. At this scale, with Adam normalising the step size, the learning curves of the two runs stay close: 40 steps of a tiny model do not turn the variance drop into a visible speed-up.
+# * The parabola's minimum is the best constant baseline $b^*$ of this batch, printed above with the plain mean and the weighted mean it approximates. On one batch the plain mean can sit far from $b^*$; if it sits farther than $|b^*|$ from it, the mean baseline *raises* that batch's variance (compare the two printed variances).
+# * How much a baseline helps depends on where the rewards sit. The next cell prints the variance ratio on the first logged batch (the SFT model, mean gold reward near 0) and on average over the logged batches of the second half of training (a better policy, higher rewards: the ratio is asserted above 1 there), with the batch mean scores, and the final numbers of the two runs: with Adam normalising the step size, a lower variance need not show as a faster learning curve in 40 steps of a tiny model.
 
 # %%
 late = [s for s in h_none.series("grad_var_none")[0] if s >= reinforce_cfg.steps // 2]
 ratio = np.mean([h_none.rows[s]["grad_var_none"] / h_none.rows[s]["grad_var_mean"] for s in late])
-print(f"logged batches, second half of training: variance without / with baseline = {ratio:.2f} (noisy: few batches)")
+first_ratio = h_none.rows[1]["grad_var_none"] / h_none.rows[1]["grad_var_mean"]
+print(f"variance without / with baseline: first batch {first_ratio:.2f} (mean score {h_none.rows[1]['score']:+.2f}); "
+      f"logged batches of the second half {ratio:.2f} (mean score {np.mean([h_none.rows[s]['score'] for s in late]):+.2f}; noisy: few batches)")
+print(f"final gold reward / win-rate: REINFORCE {h_none.last('gold_reward'):+.3f} / {h_none.last('win_rate'):.3f}, "
+      f"with the mean baseline {h_mean.last('gold_reward'):+.3f} / {h_mean.last('win_rate'):.3f}")
 assert ratio > 1  # second half of training: on average the mean baseline lowers the variance
 
 # %% [markdown]
 # ## 5. A value head, TD errors and GAE
 #
-# A batch mean is the same baseline for every state. The best state-dependent baseline is the **value** $V^\pi(s_t) = \mathbb{E}[G_t \mid s_t]$, and with it the **advantage** of the lecture notes, $A(s,a) = Q(s,a) - V(s)$: how much better action $a$ is than the policy's average in state $s$.
+# A batch mean is the same baseline for every state. The natural state-dependent baseline is the **value** $V^\pi(s_t) = \mathbb{E}[G_t \mid s_t]$, and with it the **advantage** $A(s,a) = Q(s,a) - V(s)$: how much better action $a$ is than the policy's average in state $s$.
 #
-# `rl.PolicyWithValue` adds a scalar **value head** `nn.Linear(n_embd, 1)` to the GPT-2. One forward pass returns the token log-probs and the values $V(s_t)$, column-aligned. Following the "implementation details" literature, the head starts at **zero** (weights and bias), so at step 0 every value is 0 and the first advantages are the plain returns.
+# `rl.PolicyWithValue` adds a scalar **value head** `nn.Linear(n_embd, 1)` to the GPT-2. One forward pass returns the token log-probs and the values $V(s_t)$, column-aligned. Following the "implementation details" literature (Huang et al. 2022, *The 37 implementation details of PPO*, ICLR blog track), the head starts at **zero** (weights and bias), so at step 0 every value is 0 and the first advantages are the plain returns.
 #
-# *Which hidden state feeds the head?* In big models, the policy's own last hidden state (a shared trunk, one pass). Our 2-layer, 64-wide GPT-2 keeps no sentiment information there: a linear read-out of it predicts the return with held-out $R^2 \approx 0$, and a shared-trunk critic stayed at explained variance $\approx 0$ in our runs (try it: exercise 1). So by default (`config.critic = "separate"`) the head sits on its own copy of the SFT transformer, as in TRL's current `PPOTrainer`: two passes, but actor and critic cannot disturb each other.
+# *Which hidden state feeds the head?* In big models, the policy's own last hidden state (a shared trunk, one pass). How much does the SFT model's last hidden state know about the return? A linear read-out, fitted by least squares on the states of 128 sampled episodes and scored on 128 others (the SFT model's return is its gold score: the KL penalty is 0 there):
+
+# %%
+from alignlab.sampling import position_ids, sample
+
+probe = sample(ref, tok, world.make_prompts(256, "train", seed=11), config.max_new_tokens, seed=11)
+score_probe = torch.tensor(world.gold_rewards(probe.prompts, probe.completions, probe.finished))
+with torch.no_grad():
+    hid = ref.transformer(input_ids=probe.input_ids, attention_mask=probe.attention_mask,
+                          position_ids=position_ids(probe.attention_mask)).last_hidden_state
+states = probe.completion_mask[:, 1:].bool()                          # V(s_t) reads the hidden state before action t
+X = torch.cat([hid[:, :-1][states], torch.ones(int(states.sum()), 1)], 1)
+y = score_probe[:, None].expand_as(states)[states]
+fit = torch.arange(len(probe))[:, None].expand_as(states)[states] < 128   # episodes 0-127 fit, 128-255 score
+w = torch.linalg.lstsq(X[fit], y[fit, None]).solution.squeeze(-1)
+r2 = float(1 - ((X[~fit] @ w - y[~fit]) ** 2).mean() / y[~fit].var())
+print(f"linear read-out of the SFT model's last hidden state: held-out R^2 = {r2:+.3f} on {int((~fit).sum())} states")
+assert r2 < 0.1
+
+# %% [markdown]
+# Next to nothing: our 2-layer, 64-wide GPT-2 keeps next to no information about the review's score in its last hidden state, so a value head on the shared trunk has to reshape the policy's own features to learn anything (exercise 1 trains one and compares its `explained_variance`). So by default (`config.critic = "separate"`) the head sits on its own copy of the SFT transformer, as in TRL's current `PPOTrainer`: two passes, but actor and critic cannot disturb each other, and the critic's trunk can learn its own features.
 
 # %%
 logp_pv, values = policy(ro.batch.input_ids, ro.batch.attention_mask)
@@ -232,7 +305,7 @@ print(f"policy: {sum(p.numel() for p in policy.lm.parameters()):,} parameters; c
 #
 # $$ \delta_t = r_t + \gamma V(s_{t+1}) - V(s_t) \qquad (V = 0 \text{ after the last token}), $$
 #
-# which is low-variance (only one random action) but biased whenever $V$ is wrong. Summing $k$ of them telescopes into the $k$-step estimate $r_t + \dots + \gamma^{k-1}r_{t+k-1} + \gamma^k V(s_{t+k}) - V(s_t)$: more real rewards, fewer guesses. **GAE** (Schulman et al. 2016) averages all of them with weights $(1-\lambda)\lambda^{k-1}$, which works out to
+# which is low-variance (only one random action) but biased whenever $V$ is wrong. Summing $k$ of them telescopes into the $k$-step estimate $r_t + \dots + \gamma^{k-1}r_{t+k-1} + \gamma^k V(s_{t+k}) - V(s_t)$: more real rewards, fewer guesses. **GAE** (Schulman et al. 2016, eq. 16) averages all of them with weights $(1-\lambda)\lambda^{k-1}$, which works out to
 #
 # $$ \hat A_t^{\text{GAE}(\gamma,\lambda)} = \sum_{l \ge 0} (\gamma\lambda)^l\, \delta_{t+l} = \delta_t + \gamma\lambda\,\hat A_{t+1}. $$
 #
@@ -268,6 +341,42 @@ print("GAE checks passed")
 # $$ L = -\,\overline{\hat A_t \log\pi_\theta(a_t\mid s_t)} \;+\; c_v \cdot \tfrac12\,\overline{\big(V_\phi(s_t) - \hat R_t\big)^2}, \qquad \hat R_t = \hat A_t + V(s_t), $$
 #
 # (bars: means over completion tokens). The value targets $\hat R_t$ are the $\lambda$-returns. `explained_variance` (logged) says how much of the returns' variance the critic explains: 1 perfect, 0 no better than a constant.
+#
+# The whole update, written out. The rollout (section 2) is already sampled: it holds the tokens, their log-probs and values when sampled, and the per-token rewards. One step recomputes log-probs and values **with** gradient, builds the advantages from the rollout's values, and takes one AdamW step (two learning rates: `config.lr` for the policy, `config.value_lr` for the critic):
+
+# %%
+from alignlab.losses import whiten
+
+
+def my_pg_step(policy, opt, ro, config):
+    logp, values = policy(ro.batch.input_ids, ro.batch.attention_mask, config.sampling_temperature)   # with gradient
+    adv, returns = compute_gae(ro.rewards, ro.values, ro.mask, config.gamma, config.lam)           # from the values when sampled
+    adv = whiten(adv, ro.mask)                                                  # mean 0, std 1 over the batch's tokens
+    pg_loss = -masked_mean(adv * logp, ro.mask)
+    vf_loss = 0.5 * masked_mean((values - returns) ** 2, ro.mask)               # regress V(s_t) on the lambda-returns
+    loss = pg_loss + config.vf_coef * vf_loss
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+    opt.step()
+    return loss.item()
+
+# %% [markdown]
+# The check: one step of it and one of the library's `pg.pg_step` (what `pg.train_pg` runs after each rollout), on deep copies of the untrained policy of section 2, each with its own fresh optimiser from `pg.make_optimizer`, on the same rollout `ro`, must leave every parameter in the same place:
+
+# %%
+mine, lib = copy.deepcopy(policy), copy.deepcopy(policy)
+loss_mine = my_pg_step(mine, pg.make_optimizer(mine, config.lr, config.value_lr), ro, config)
+out = pg.pg_step(lib, pg.make_optimizer(lib, config.lr, config.value_lr), ro, config)
+moved = max(float((p - q).detach().abs().max()) for p, q in zip(mine.parameters(), policy.parameters()))
+assert all(torch.allclose(p, q, rtol=1e-6, atol=1e-8) for p, q in zip(mine.parameters(), lib.parameters()))
+assert abs(loss_mine - out["loss"]) < 1e-6 and moved > 1e-4
+print(f"loss {loss_mine:.6f} = library {out['loss']:.6f}; the step moved a parameter by up to {moved:.2e}; "
+      f"all {sum(1 for _ in policy.parameters())} parameter tensors agree")
+del mine, lib
+
+# %% [markdown]
+# Now `config.steps` such steps, each on a fresh rollout:
 
 # %%
 seed_everything(0)
@@ -276,6 +385,7 @@ h_gae = pg.train_pg(policy, ref, tok, train_prompts, config, evaluator, name="GA
 dashboard(h_none, h_mean, h_gae, extra=("score", "explained_variance"), title="policy gradients on the gold reward"); plt.show()
 final = h_gae.final()
 print(final)
+print(f"the critic's explained variance: step 1 {h_gae.rows[1]['explained_variance']:+.3f}, last step {h_gae.last('explained_variance'):+.3f}")
 
 # %% [markdown]
 # The headline claim of this lecture: optimising the gold reward with GAE and a KL penalty, the policy beats the SFT reference on at least 70% of held-out prompts while its reviews stay at least 90% valid.
@@ -298,6 +408,31 @@ for name, model in [("SFT", ref), ("GAE", policy.lm)]:
 # 4. per prefix: the variance of the 32 estimates, and the squared bias $(\text{their mean} - A^*)^2$; then averaged over prefixes.
 #
 # Part of the measured bias² is just Monte-Carlo noise (finite samples on both sides); `noise2` is its expected size if there were no bias at all.
+#
+# The four steps for **one** prefix, written out with $\lambda \in \{0, 1\}$ and fewer continuations (16 for the truth, 8 estimates), and checked against `pg.lambda_experiment` run on the same prompt with the same seed:
+
+# %%
+prompt_one, s1, n_truth, n_est = world.make_prompts(1, "train", seed=30), 30, 16, 8
+first = rl.rollout(policy, ref, tok, prompt_one, rl.gold_reward_fn, config, seed=s1)     # step 1: one completion ...
+cols = first.mask[0].nonzero().flatten().tolist()
+k = int(np.random.default_rng(s1).integers(0, len(cols) - 1)); t = cols[k]               # ... and its token a_t, not the last
+prefix = tok.decode(first.batch.input_ids[0, :t + 1][first.batch.attention_mask[0, :t + 1].bool()][1:])   # s_{t+1}, as text
+cont = rl.rollout(policy, ref, tok, [prefix] * (n_truth + n_est), rl.gold_reward_fn,
+                  dataclasses.replace(config, max_new_tokens=config.max_new_tokens - k - 1), seed=s1 * 7919 + 1)
+r_t, v_t, c0, rows = first.rewards[0, t], first.values[0, t], cont.mask.argmax(-1), torch.arange(n_truth + n_est)
+G_cont = (cont.rewards * cont.mask).sum(-1)                                           # gamma = 1 returns from s_{t+1}
+truth = r_t + G_cont[:n_truth].mean() - v_t                                            # step 2: A* = Q(s_t, a_t) - V(s_t)
+mine = {}
+for lam in (0.0, 1.0):                                                                 # step 3: GAE along the other continuations
+    a_next = compute_gae(cont.rewards, cont.values, cont.mask, 1.0, lam)[0][rows, c0]
+    est = (r_t + cont.values[rows, c0] - v_t + lam * a_next)[n_truth:]                 # delta_t + gamma * lambda * A_{t+1}
+    mine[lam] = (est.var().item(), (est.mean() - truth).item() ** 2)                   # step 4: variance, squared bias
+lib = pg.lambda_experiment(policy, ref, tok, prompt_one, config, lams=(0.0, 1.0), n_truth=n_truth, n_est=n_est, seed=s1, progress=False)
+assert config.gamma == 1.0 and np.allclose([mine[0.0], mine[1.0]], list(zip(lib["variance"], lib["bias2"])), rtol=1e-4, atol=1e-6)
+print(f"prefix '{prefix}': (variance, bias^2) at lambda 0 {np.round(mine[0.0], 4)}, at lambda 1 {np.round(mine[1.0], 4)}: as the library")
+
+# %% [markdown]
+# The same, averaged over `config.lambda_prefixes` prompts and five values of $\lambda$, with 64 continuations for the truth and 32 estimates:
 
 # %%
 lam_res = pg.lambda_experiment(policy, ref, tok, world.make_prompts(config.lambda_prefixes, "train", seed=7), config, seed=7)
@@ -343,7 +478,44 @@ def show_credit(lam=0.95):
 interact(show_credit, lam=widgets.FloatSlider(value=0.95, min=0.0, max=1.0, step=0.05));
 
 # %% [markdown]
-# ## 8. Results
+# ## 8. Length as a hack
+#
+# Everything so far optimised the gold judge. Real RLHF optimises a *learned* reward, and learned rewards leak; the best-documented leak is **length**: reward models tend to prefer longer answers, and RL then makes answers longer rather than better (Singhal et al. 2023, *A long way to go: investigating length correlations in RLHF*, arXiv:2310.03716). We break our reward on purpose, paying $c = 0.1$ per word on top of the gold score,
+#
+# $$ r_\text{leaky}(x, y) = r^*(x, y) + c \cdot \text{words}(y), $$
+#
+# and rerun section 4's REINFORCE with the mean baseline (same seed, same prompts, same steps) on it. The evaluation still uses the gold judge.
+
+# %%
+leak = 0.1
+
+def leaky_reward_fn(prompts, completions, finished):                 # the gold judge + c per word
+    gold = rl.gold_reward_fn(prompts, completions, finished)
+    return [g + leak * len(c.split()) for g, c in zip(gold, completions)]
+
+seed_everything(0)
+pi_leak = pg.new_policy(ref, "shared")
+h_leak = pg.train_pg(pi_leak, ref, tok, train_prompts, mean_cfg, evaluator, reward_fn=leaky_reward_fn,
+                     name=f"same, reward + {leak} per word")
+dashboard(h_mean, h_leak, extra=("score", "length"), title="an honest and a leaky reward (score: the reward each run optimised)"); plt.show()
+
+# %% [markdown]
+# The two runs at their last step, on the held-out prompts (the gold judge), and two of the leaky policy's reviews:
+
+# %%
+for name, h in [("honest", h_mean), (f"leaky (+{leak}/word)", h_leak)]:
+    print(f"{name:18s} reward it optimised {h.last('score'):+.3f} | length {h.last('length'):5.1f} words | gold {h.last('gold_reward'):+.3f} | "
+          f"valid {h.last('valid_rate'):.3f} | win-rate {h.last('win_rate'):.3f} | KL {h.last('kl'):.2f}")
+b_leak = evaluator.sample(pi_leak.lm)
+print("\n".join(f"  {p} {c}" for p, c in zip(b_leak.prompts[:2], b_leak.completions[:2])))
+assert h_leak.last("length") > h_mean.last("length") + 3 and h_leak.last("score") > h_mean.last("score")
+assert h_leak.last("gold_reward") < h_mean.last("gold_reward") - 0.05
+
+# %% [markdown]
+# The leaky run ends with the higher reward of the two, by its own measure, its reviews grow longer, and the gold judge likes them less than the honest run's (asserted: higher training reward, longer by more than 3 words, gold lower by more than 0.05). Its training log shows a reward going up; only a judge that does not share the leak shows the damage. Lecture 03 meets reward hacking with a learned reward model, where the leak is not planted but found by the policy. Defences in the literature: a reward model trained on length-balanced pairs or with a length penalty (Singhal et al. 2023), the KL penalty to the reference, and, in evaluation, length-controlled win-rates (Dubois et al. 2024, arXiv:2404.04475).
+
+# %% [markdown]
+# ## 9. Results
 #
 # The headline numbers, for `python -m alignlab course` (the same run from the command line: `python -m alignlab run pg --profile quick`):
 
@@ -353,13 +525,14 @@ alignlab.report(h_gae, notebook="02_policy_gradients", score=round(h_gae.last("s
                 grad_var_ratio=round(var_shift[15] / var_baseline, 3), logged_grad_var_ratio=round(float(ratio), 3), lambda_variance=[round(x, 4) for x in v], lambda_bias2=[round(x, 4) for x in b2])
 
 # %% [markdown]
-# ## 9. Summary
+# ## 10. Summary
 #
 # * An LLM is an RL agent whose state is the text so far, whose action is the next token, and whose episode is one completion; the reward arrives at the end (plus a per-token KL penalty that keeps it near $\pi_\text{ref}$).
 # * REINFORCE: $\nabla J = \mathbb{E}[\sum_t \nabla\log\pi(a_t\mid s_t)\,G_t]$, one forward/backward on sampled completions. Unbiased, noisy.
-# * A baseline $b(s)$ keeps the gradient unbiased and removes the part of the noise that comes from the reward's offset. It matters most once the rewards are far from 0.
+# * A baseline $b(s)$ that does not depend on the action keeps the gradient unbiased and removes the part of the noise that comes from the reward's offset; it matters most once the rewards are far from 0. A batch mean includes each episode's own return, which shrinks the gradient by $(B-1)/B$ (measured on the bandit); the leave-one-out mean (RLOO) does not.
 # * A value head gives the state-dependent baseline $V(s_t)$, TD errors $\delta_t$, and GAE: $\hat A_t = \sum_l (\gamma\lambda)^l\delta_{t+l}$, from one-step TD ($\lambda=0$: no variance here, biased by the critic) to Monte-Carlo minus the value ($\lambda=1$: unbiased, noisiest).
-# * With GAE($\lambda{=}0.95$), whitening and $\beta = 0.05$, the tiny GPT-2 beats the SFT reference on most held-out prompts while staying valid.
+# * With GAE($\lambda{=}0.95$), whitening and $\beta = 0.05$, the tiny GPT-2 beats the SFT reference on most held-out prompts while staying valid. The whole update is a dozen lines (section 6), checked against the library's step.
+# * A reward that pays for length gets length: the same REINFORCE run on gold + 0.1 per word wrote longer reviews that the gold judge liked less.
 #
 # **Pitfalls, and how to see them in the logs**
 # * *Off-by-one between log-probs and values.* If column $t$ held $V(s_{t+1})$, a value that has already seen $a_t$, the baseline would cancel the very action it is meant to judge. Symptom: `explained_variance` looks good but the policy barely improves. `rl`'s diagram and `test_values_are_for_the_state_before_each_action` pin the alignment.
@@ -368,8 +541,9 @@ alignlab.report(h_gae, notebook="02_policy_gradients", score=round(h_gae.last("s
 # * *Whitening REINFORCE's returns* is a baseline in disguise (it subtracts the mean): compare estimators with it switched off.
 # * *A critic that learns nothing.* `explained_variance` near 0 or negative. Small $\lambda$ then gives advantages that are mostly the critic's noise; keep $\lambda$ near 1 (or give the critic its own trunk, as here).
 # * *KL running away.* `rollout_kl` and `kl_penalty` climbing steadily, valid rate falling: raise `kl_coef` or lower `lr`.
+# * *A reward that leaks length.* `length` climbing with the training `score` while the gold reward (or any held-out judge that does not share the leak) stalls or falls: section 8.
 #
-# ## 10. Exercises
+# ## 11. Exercises
 #
 # 1. Train with `critic="shared"` (`dataclasses.replace(config, critic="shared")`). Compare `explained_variance` and the $\lambda$ experiment. Why does a 2-layer model's last hidden state not know the review's sentiment?
 # 2. Implement the leave-one-out baseline $b_i = \frac{1}{B-1}\sum_{j\ne i} G_j$ (RLOO) with `pg.per_episode_grads` and compare its variance with the batch mean and with the optimal constant $b^*$ of section 4.

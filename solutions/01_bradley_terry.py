@@ -25,7 +25,7 @@ from alignlab.course.checks import check, ready, summary
 # %% [markdown]
 # ## 1. Exercise 1: the Bradley-Terry loss
 #
-# A reward model $r_\phi(x, y)$ gives each completion a score. Bradley-Terry says a human prefers $y_c$ to $y_r$ with probability $\sigma(r_c - r_r)$, so the reward model is fit by maximum likelihood on preference pairs (Ouyang et al. 2022, eq. 1):
+# A reward model $r_\phi(x, y)$ gives each completion a score. Bradley-Terry says a human prefers $y_c$ to $y_r$ with probability $\sigma(r_c - r_r)$, so the reward model is fit by maximum likelihood on preference pairs (Ouyang et al. 2022, arXiv:2203.02155, eq. 1):
 #
 # $$ \mathcal L = \operatorname{mean}_i \; -\log \sigma\big(r_\phi(x_i, y_{c,i}) - r_\phi(x_i, y_{r,i})\big). $$
 #

@@ -74,7 +74,7 @@ if ready("discounted_returns", discounted_returns):
 # %% [markdown]
 # ## 3. Exercise 2: generalized advantage estimation
 #
-# A value head predicts $V_t$, the expected return from token $t$. GAE (Schulman et al. 2016, eq. 16) mixes TD errors with weights $(\gamma\lambda)^k$:
+# A value head predicts $V_t$, the expected return from token $t$. GAE (Schulman et al. 2016, arXiv:1506.02438, eq. 16) mixes TD errors with weights $(\gamma\lambda)^k$:
 #
 # $$ \delta_t = r_t + \gamma\, V_{t+1} - V_t, \qquad \hat A_t = \delta_t + \gamma \lambda\, \hat A_{t+1}, \qquad \text{returns}_t = \hat A_t + V_t, $$
 #
@@ -139,7 +139,7 @@ if ready("compute_gae", compute_gae):
 # **Predict:** how does the spread (standard deviation) of the first token's advantage $\hat A_0$ change as $\lambda$ goes from 0 to 1?
 #
 # <!-- ### BEGIN SOLUTION -->
-# *Answer.* It grows. $\hat A_0 = \sum_k (\gamma\lambda)^k \delta_k$ sums more and more noisy TD errors as $\lambda \to 1$: here its variance is $0.3^2 \sum_k \lambda^{2k}$, from $0.3$ at $\lambda = 0$ to $0.3 \sqrt{16} = 1.2$ at $\lambda = 1$. A small $\lambda$ trades this variance for bias: it trusts the value head, which is wrong early in training (section 4). $\lambda \approx 0.95$ is the usual compromise.
+# *Answer.* It grows. $\hat A_0 = \sum_k (\gamma\lambda)^k \delta_k$ sums more and more noisy TD errors as $\lambda \to 1$: here its variance is $0.3^2 \sum_k \lambda^{2k}$, so its standard deviation (the plotted quantity) is $0.3\,(\sum_k \lambda^{2k})^{1/2}$: from $0.3$ at $\lambda = 0$ to $0.3 \sqrt{16} = 1.2$ at $\lambda = 1$. A small $\lambda$ trades this variance for bias: it trusts the value head, which is wrong early in training (section 4). $\lambda \approx 0.95$ is the usual compromise.
 # <!-- ### END SOLUTION -->
 
 # %%

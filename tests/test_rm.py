@@ -274,3 +274,78 @@ def test_bon_sweep_logs_log2_n_and_the_analytic_kl(sft):
     g = h.series("gold_reward")[1]
     assert g[0] <= g[1] <= g[2] and g[2] > g[0]
     assert h.series("proxy_reward")[1] == pytest.approx(g, abs=1e-5)
+
+
+# --- graded preferences: the Llama 2 margin (lecture 01, section 9.1) -----------------------
+
+def _trl_reward_loss(r_c, r_r, margin, center_coef):
+    """TRL's RewardTrainer.compute_loss on a stand-in trainer whose model returns [r_c; r_r]."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from trl.trainer import reward_trainer
+
+    logits = torch.cat([r_c, r_r]).unsqueeze(-1)
+    fake_self = SimpleNamespace(
+        model=SimpleNamespace(training=False), _total_train_tokens=0, _tp_size=1,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        accelerator=SimpleNamespace(gather=lambda x: x, gather_for_metrics=lambda x: x),
+        args=SimpleNamespace(center_rewards_coefficient=center_coef))
+    inputs = {"input_ids": torch.zeros(len(logits), 2, dtype=torch.long),
+              "attention_mask": torch.ones(len(logits), 2, dtype=torch.long), "margin": margin}
+    return reward_trainer.RewardTrainer.compute_loss(
+        fake_self, lambda **kw: SimpleNamespace(logits=logits), inputs)
+
+
+@pytest.mark.parametrize("center_coef", [None, 0.01])
+def test_graded_margin_loss_matches_trl_reward_trainer(center_coef):
+    """rm_loss with Llama 2 margins from 1-3 grades equals TRL's loss with a `margin` column."""
+    pytest.importorskip("trl")
+    gen = torch.Generator().manual_seed(0)
+    r_c, r_r = torch.randn(32, generator=gen) * 3, torch.randn(32, generator=gen) * 3
+    grades = torch.randint(1, 4, (32,), generator=gen)
+    margin = (grades - 1).float()  # lecture 01's m(grade): 0, 1, 2
+    ours_c, ours_r = r_c.clone().requires_grad_(True), r_r.clone().requires_grad_(True)
+    trl_c, trl_r = r_c.clone().requires_grad_(True), r_r.clone().requires_grad_(True)
+    ours, _, _ = R.rm_loss(ours_c, ours_r, center_coef or 0.0, margin)
+    theirs = _trl_reward_loss(trl_c, trl_r, margin, center_coef)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(ours_c.grad, trl_c.grad, atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(ours_r.grad, trl_r.grad, atol=1e-7, rtol=1e-6)
+    # the margin really enters: at equal rewards a margin m gives softplus(m), not ln 2
+    zero = torch.zeros(32)
+    torch.testing.assert_close(R.rm_loss(zero, zero, 0.0, margin)[0],
+                               torch.nn.functional.softplus(margin).mean())
+
+
+def test_annotate_graded_keeps_the_labels_and_grades_the_perceived_gap():
+    prompts = ["the acting", "i thought the plot", "honestly , the music"] * 40
+    good = ["was great .", "was lovely , and the ending was great .", "felt fun ."] * 40
+    bad = ["was awful .", "was dull .", "felt long ."] * 40
+    for temperature in (0.0, 0.1, 1.0):
+        graded = data.annotate_graded(prompts, good, bad, temperature, seed=5)
+        plain = data.annotate_pairs(prompts, good, bad, temperature, seed=5)
+        assert graded["chosen"] == plain["chosen"] and graded["rejected"] == plain["rejected"]
+        assert set(graded["grade"]) <= {1, 2, 3}
+    # noiseless: the grade is the gold gap on the scale (0.2, 0.5]
+    graded = data.annotate_graded(prompts, good, bad, 0.0, thresholds=(0.2, 0.5))
+    gap = [abs(c - r) for c, r in zip(graded["gold_chosen"], graded["gold_rejected"])]
+    assert graded["grade"] == [1 + (g > 0.2) + (g > 0.5) for g in gap]
+    with pytest.raises(ValueError, match="thresholds"):
+        data.annotate_graded(prompts, good, bad, 0.1, thresholds=(0.5, 0.2))
+
+
+def test_train_reward_model_reads_a_margin_column(tiny_lm):
+    """A `margin` column enters the loss: step 1 (weights untouched so far) logs the margin loss."""
+    lm, tok = tiny_lm
+    ds = data.annotate_pairs(PROMPTS * 4, ["was great ."] * 12, ["was awful ."] * 12, 0.0)
+    ds = ds.add_column("margin", [1.5] * len(ds))
+    rm = R.new_reward_model(lm, tok, seed=0)
+    r_c = R.score_texts(rm, tok, list(ds["prompt"]), list(ds["chosen"]))
+    r_r = R.score_texts(rm, tok, list(ds["prompt"]), list(ds["rejected"]))
+    expected = bt_loss(r_c, r_r, torch.full((len(ds),), 1.5)).item()
+    h = R.train_reward_model(rm, tok, ds, R.RMConfig(steps=1, batch_size=len(ds)), progress=False)
+    assert h.series("bt_loss")[1][0] == pytest.approx(expected, abs=1e-5)
+    assert expected > math.log(2) + 0.5  # and it is not the plain BT loss (about ln 2 here)

@@ -247,13 +247,63 @@ def preference_data(sft, tok, n_pairs: int, split: str = "train", temperature: f
     return data.sample_pairs(sft, tok, prompts, temperature, seed + offset, max_new_tokens)
 
 
+def pair_batch(encoded, idx: list[int], device=None) -> dict:
+    """The minibatch of preference pairs ``idx`` from ``encoded``, ready for ``rm_step``.
+
+    ``encoded``: a ``sampling.Batch`` (or dict) of 2n rows, the n chosen sequences then their
+    n rejected ones (``encode(tok, prompts + prompts, chosen + rejected)``); ``idx``: pair
+    indices in 0..n-1. Returns {input_ids, attention_mask} of 2 * len(idx) rows, chosen rows
+    first, with the columns that are padding in every row dropped (less to compute).
+    """
+    ids, mask = _ids_and_mask(encoded)
+    n = len(ids) // 2
+    rows = torch.tensor(list(idx) + [n + i for i in idx])
+    ids, mask = ids[rows], mask[rows]
+    first = int(mask.any(0).long().argmax())  # drop columns that are padding in every row
+    return {"input_ids": ids[:, first:].to(device), "attention_mask": mask[:, first:].to(device)}
+
+
+def rm_loss(r_c, r_r, center_coef: float = 0.0, margin=None):
+    """(loss, bt part, centering part) of a batch of rewards, each a scalar tensor.
+
+    ``r_c, r_r``: (B,) rewards of the chosen and rejected completions; ``margin``: None or
+    (B,) Llama 2 margins. loss = bt_loss(r_c, r_r, margin) + center_coef * mean (r_c + r_r)^2,
+    TRL's ``RewardTrainer.compute_loss`` with a ``margin`` column and ``center_rewards_coefficient``.
+    """
+    loss_bt = bt_loss(r_c, r_r, margin)
+    center = ((r_c + r_r) ** 2).mean()
+    return loss_bt + center_coef * center, loss_bt, center
+
+
+def rm_step(rm, opt, batch, config: RMConfig, sched=None, margin=None) -> dict:
+    """One reward-model update on ``batch`` (``pair_batch``: chosen rows, then rejected rows).
+
+    Chosen and rejected go through the model in ONE pass; the loss is ``rm_loss``:
+    ``bt_loss(r_c, r_r, margin) + config.center_coef * mean (r_c + r_r)^2``; then zero_grad,
+    backward, gradient-norm clip at 1.0, AdamW step (``opt``) and the schedule (``sched``).
+    ``margin``: None or (B,) Llama 2 margins m (loss softplus(r_r - r_c + m)), one per pair.
+    Returns the metrics ``train_reward_model`` logs.
+    """
+    r = score(rm, batch)
+    k = len(r) // 2
+    r_c, r_r = r[:k], r[k:]
+    loss, loss_bt, center = rm_loss(r_c, r_r, config.center_coef, margin)
+    grad_norm = optimizer_step(loss, opt, rm, 1.0, sched)
+    return {"loss": loss.item(), "grad_norm": grad_norm, "bt_loss": loss_bt.item(),
+            "accuracy": float(pairwise_accuracy(r_c, r_r)),
+            "margin": (r_c - r_r).mean().item(), "reward_mean": r.mean().item(),
+            "center_loss": center.item()}
+
+
 def train_reward_model(rm, tok, train_ds, config: RMConfig | None = None, eval_fn=None,
                        progress: bool = True, name: str = "rm") -> History:
     """Train ``rm`` in place with the Bradley-Terry loss, on the shared loop. Returns its History.
 
-    ``train_ds``: prompt/chosen/rejected pairs. ``eval_fn``: None, a held-out dataset (scored
-    with ``rm_metrics``), or a callable ``rm -> dict``; it runs at step 0, every
-    ``config.eval_every`` steps and at the end. ``config.seed`` fixes the minibatch order.
+    ``train_ds``: prompt/chosen/rejected pairs; an optional ``margin`` column (floats, as in
+    TRL's ``RewardTrainer``) enters the loss as Llama 2's margin. ``eval_fn``: None, a
+    held-out dataset (scored with ``rm_metrics``), or a callable ``rm -> dict``; it runs at
+    step 0, every ``config.eval_every`` steps and at the end. ``config.seed`` fixes the
+    minibatch order. Each step is ``rm_step`` on ``pair_batch``.
     """
     config = config or RMConfig()
     data.validate_preferences(train_ds, "paired")
@@ -262,6 +312,9 @@ def train_reward_model(rm, tok, train_ds, config: RMConfig | None = None, eval_f
         eval_fn = lambda model: rm_metrics(model, tok, eval_ds, config.min_gap)  # noqa: E731
     device = next(rm.parameters()).device
     prompts, chosen, rejected = (list(train_ds[c]) for c in ("prompt", "chosen", "rejected"))
+    margins = None
+    if "margin" in train_ds.column_names:
+        margins = torch.tensor(list(train_ds["margin"]), dtype=torch.float)
     n, B = len(prompts), min(config.batch_size, len(prompts))
     encoded = encode(tok, prompts + prompts, chosen + rejected)  # tokenise once: rows i and n + i
     lengths = torch.maximum(encoded.attention_mask[:n].sum(-1), encoded.attention_mask[n:].sum(-1))
@@ -272,21 +325,9 @@ def train_reward_model(rm, tok, train_ds, config: RMConfig | None = None, eval_f
     rm.train()
 
     def step_fn(step: int) -> dict:
-        idx = next(batches)
-        rows = torch.tensor(idx + [n + i for i in idx])
-        ids, mask = encoded.input_ids[rows], encoded.attention_mask[rows]
-        first = int(mask.any(0).long().argmax())  # drop columns that are padding in every row
-        r = score(rm, {"input_ids": ids[:, first:].to(device),
-                       "attention_mask": mask[:, first:].to(device)})
-        r_c, r_r = r[:len(idx)], r[len(idx):]  # a short last batch (drop_last=False) too
-        loss_bt = bt_loss(r_c, r_r)
-        center = ((r_c + r_r) ** 2).mean()
-        loss = loss_bt + config.center_coef * center
-        grad_norm = optimizer_step(loss, opt, rm, 1.0, sched)
-        return {"loss": loss.item(), "grad_norm": grad_norm, "bt_loss": loss_bt.item(),
-                "accuracy": float(pairwise_accuracy(r_c, r_r)),
-                "margin": (r_c - r_r).mean().item(), "reward_mean": r.mean().item(),
-                "center_loss": center.item()}
+        idx = next(batches)  # a short last batch (drop_last=False) too
+        margin = None if margins is None else margins[idx].to(device)
+        return rm_step(rm, opt, pair_batch(encoded, idx, device), config, sched, margin)
 
     history = train(rm, step_fn, config.steps, eval_fn, config.eval_every, History(name),
                     desc=name, progress=progress)

@@ -175,3 +175,65 @@ def test_checks_are_deterministic_and_leave_the_global_rng_alone():
     second = [run_check(n, WRONG[n][0][1]) for n in ("ppo_clip_loss", "value_loss_clipped")]
     assert first == second
     assert run_check("ppo_clip_loss", ns["ppo_clip_loss"]).passed
+
+
+# --- 00 log-probs and 03's KL control (sets 00_logprobs, 03_rlhf_kl) -------------------------
+
+
+def test_the_logprob_solutions_reproduce_the_library_on_a_padded_batch_of_a_real_gpt2():
+    """The stand-in model behind the 00 checks is no shortcut: on a real (tiny, random) GPT-2 and a batch
+    with left and right padding, the solutions give `sampling.sequence_logprobs` exactly."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from alignlab import sampling
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=13, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+    ids = torch.randint(3, 13, (3, 9))
+    attn = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1, 1], [1] * 9, [0, 1, 1, 1, 1, 1, 0, 0, 0]])
+    comp = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1, 0, 0, 0]])
+    batch = sampling.Batch(ids, attn, comp, [""] * 3, [""] * 3, [True] * 3)
+    ns = exercise_functions("solutions", "00_logprobs")
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=sampling.position_ids(attn)).logits
+        mine = ns["sequence_logprobs"](ns["token_logprobs"](logits, ids, comp), comp)
+        assert torch.allclose(mine, sampling.sequence_logprobs(model, batch), atol=1e-6)
+        lib_tokens = sampling.token_logprobs(model, ids, attn)
+        assert torch.allclose(ns["sequence_logprobs"](lib_tokens, comp), mine, atol=1e-6)
+
+
+def test_the_kl_solutions_agree_with_the_library_and_the_controller_settles_at_its_target():
+    from alignlab import losses as L
+    from alignlab.methods import rl
+
+    ns = exercise_functions("solutions", "03_rlhf_kl")
+    g = torch.Generator().manual_seed(0)
+    lp, ref = torch.randn(5, 7, generator=g) - 2, torch.randn(5, 7, generator=g) - 2
+    mask = torch.zeros(5, 7)
+    for i, (a, b) in enumerate([(2, 7), (3, 5), (0, 7), (6, 7), (1, 3)]):
+        mask[i, a:b] = 1
+    score = torch.randn(5, generator=g)
+    mine = ns["token_rewards"](score, lp, ref, mask, 0.3)
+    assert torch.equal(mine, rl.token_rewards(score, lp, ref, mask, 0.3))
+    assert torch.allclose(mine.sum(1), score - 0.3 * ((lp - ref) * mask).sum(1), atol=1e-6)
+    # a KL that falls as 1 / beta: the controller drives it to the target, as the library's does
+    ctl, beta = L.AdaptiveKLController(0.01, target=2.0, horizon=100), 0.01
+    for _ in range(200):
+        kl = 0.1 / beta
+        beta = ns["adaptive_beta"](beta, kl, 2.0, 48, 100)
+        assert beta == pytest.approx(ctl.update(kl, 48), rel=1e-12)
+    assert 0.1 / beta == pytest.approx(2.0, rel=1e-3)
+
+
+def test_the_new_sets_are_found_by_file_name_and_by_their_checks_and_03_alone_still_means_ppo(tmp_path):
+    from alignlab.course import grading
+
+    plain = nbformat.v4.new_notebook()
+    plain.cells = [nbformat.v4.new_code_cell("x = 1")]
+    assert grading.detect_set(plain, tmp_path / "alice_logprobs.ipynb") == "00_logprobs"
+    assert grading.detect_set(plain, tmp_path / "bob-rlhf-kl.ipynb") == "03_rlhf_kl"
+    assert grading.detect_set(plain, tmp_path / "hw 03.ipynb") == "03_ppo"
+    checked = nbformat.v4.new_notebook()
+    checked.cells = [nbformat.v4.new_code_cell('check("adaptive_beta", adaptive_beta)')]
+    assert grading.detect_set(checked, tmp_path / "untitled.ipynb") == "03_rlhf_kl"

@@ -34,8 +34,8 @@ POSIX only, via SIGALRM), so a student's infinite loop gives a failed check inst
 of a frozen notebook.
 
 Layout: ``harness`` (results, comparison, registry), one module per exercise set
-(``bt``, ``gae``, ``ppo``, ``dpo``, ``kto``, ``online``: each declares its exercises with
-``@exercise(set, name)``), and here the runner.
+(``bt``, ``gae``, ``ppo``, ``dpo``, ``kto``, ``online``, ``grpo``, ``logprobs``, ``kl``: each
+declares its exercises with ``@exercise(set, name)``), and here the runner.
 
 Contents:
     EXERCISE_SETS  exercise set (= notebook) -> the exercises it contains (from the registrations)
@@ -53,7 +53,7 @@ import os
 
 import torch
 
-from . import bt, dpo, gae, grpo, kto, online, ppo  # noqa: F401  (importing them registers their exercises)
+from . import bt, dpo, gae, grpo, kl, kto, logprobs, online, ppo  # noqa: F401  (importing them registers their exercises)
 from .harness import (
     _CASES,
     _RESULTS,

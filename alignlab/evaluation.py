@@ -1,4 +1,4 @@
-"""One evaluation for every method: gold reward, KL to the reference, win-rate.
+"""One evaluation for every method: gold reward, KL to the reference, win-rate, perplexity.
 
 ``Evaluator(reference, tokenizer)`` fixes a set of held-out prompts and one
 reference sample per prompt. Calling it on a policy samples one completion
@@ -13,18 +13,24 @@ and returns:
   sample to the reference's (ties, e.g. both invalid, count 1/2).
 * ``valid_rate``: fraction of samples that are finished, valid reviews.
 * ``length``: mean completion length in words.
+* ``perplexity``: exp of the mean negative log-likelihood per completion token of a fixed
+  set of held-out reference reviews (``reference_reviews``: one fresh grammar review per
+  held-out prompt, ``<eos>`` included; prompt tokens are not scored) under the policy, at
+  temperature 1. It asks how well the policy still models average reviews, text it did not
+  write (lecture 00 computes it by hand; ``docs/metrics.md`` says what healthy looks like).
 """
 
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import torch
 
 from . import world
 from .models import get_profile
-from .sampling import Batch, sample, sequence_logprobs
+from .sampling import Batch, encode, sample, sequence_logprobs, token_logprobs
 
 KL_ESTIMATOR = "k1: mean over y~π of Σ_t log π(y_t)/π_ref(y_t)"
 
@@ -49,6 +55,27 @@ def gold_scores(batch: Batch) -> list[float]:
     return world.gold_rewards(batch.prompts, batch.completions, batch.finished)
 
 
+def reference_reviews(prompts: list[str], seed: int = 0) -> list[str]:
+    """One completion per prompt, from fresh grammar reviews: the held-out references of
+    ``perplexity``. After the subject the grammar does not depend on the opening, so
+    ``prompt_i + completion_i`` is a draw of a review that opens with ``prompt_i``."""
+    rng = random.Random(f"reference-reviews-{seed}")
+    return [world.split_review(world.sample_review(rng))[1] for _ in prompts]
+
+
+@torch.no_grad()
+def perplexity(model, batch: Batch) -> float:
+    """exp(total NLL / total tokens) over the completion tokens of ``batch`` (``<eos>``
+    included) under ``model`` at temperature 1: a token-weighted mean, as corpus perplexity is."""
+    was_training = model.training
+    model.eval()
+    batch = batch.to(next(model.parameters()).device)
+    lp = token_logprobs(model, batch.input_ids, batch.attention_mask)
+    model.train(was_training)
+    mask = batch.completion_mask.to(lp.dtype)
+    return math.exp(-(lp * mask).sum().item() / mask.sum().item())
+
+
 class Evaluator:
     """Scores any policy against the reference on the same held-out prompts.
 
@@ -65,6 +92,11 @@ class Evaluator:
         self.prompts = world.make_prompts(n_prompts or profile.eval_prompts, "eval", seed)
         self.ref_batch = self.sample(reference, seed=seed + 10_000)
         self.ref_rewards = gold_scores(self.ref_batch)
+        self.reference_completions = reference_reviews(self.prompts, seed)
+        self.references = encode(tokenizer, self.prompts, self.reference_completions,
+                                 device=next(reference.parameters()).device).trim()
+        """The held-out reference reviews (``self.prompts`` + ``self.reference_completions``)
+        that ``perplexity`` scores, encoded once."""
 
     def sample(self, policy, seed: int | None = None) -> Batch:
         """One sample per held-out prompt from ``policy``."""
@@ -98,7 +130,15 @@ class Evaluator:
                                      "has probably diverged (NaN weights after a NaN loss?)")
         return kl
 
+    def perplexity(self, policy) -> float:
+        """Perplexity of the held-out reference reviews (``self.references``) under ``policy``."""
+        ppl = perplexity(policy, self.references)
+        if not math.isfinite(ppl):
+            raise FloatingPointError("Evaluator.perplexity: not finite; the policy gives a "
+                                     "reference token probability 0, or its weights are NaN")
+        return ppl
+
     def __call__(self, policy) -> dict:
         """All shared metrics for ``policy`` (a causal LM)."""
         batch = self.sample(policy)
-        return {**self.judge(batch), "kl": self.kl(policy, batch)}
+        return {**self.judge(batch), "kl": self.kl(policy, batch), "perplexity": self.perplexity(policy)}

@@ -570,6 +570,85 @@ def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2):
     return loss, stats
 
 
+def ppo_kl_penalty_loss(logprobs, old_logprobs, advantages, mask, beta):
+    """PPO's KL-penalty surrogate, "PPO-KL" (Schulman et al. 2017, eq. 8), per token: no clip.
+
+    logprobs:     (B, T) log pi_theta(a_t|s_t) of the sampled tokens, with gradient
+    old_logprobs: (B, T) log pi_old(a_t|s_t) recorded at rollout time (treated as a constant)
+    advantages:   (B, T) e.g. from `compute_gae`, usually whitened (treated as a constant)
+    mask:         (B, T) 1 on valid completion tokens
+    beta:         >= 0, weight of the penalty; the paper adapts it between policy updates
+                  (`ppo_kl_penalty_beta`)
+
+        L^KLPEN = E_t[ rho_t A_t - beta * KL(pi_old(.|s_t) || pi_theta(.|s_t)) ]   (maximised)
+        loss    = masked_mean( -A_t * rho_t + beta * k3_t ),  k3_t = (rho_t - 1) - log rho_t
+
+    with rho_t = exp(logprobs_t - old_logprobs_t). The paper's KL is over the whole next-token
+    distribution; here it is estimated from the sampled token alone with k3 (Schulman 2020,
+    "Approximating KL divergence"). Since a_t ~ pi_old, k3 is unbiased for KL(pi_old || pi_theta)
+    and its gradient (rho_t - 1) grad log pi_theta(a_t|s_t) is unbiased for the KL's gradient.
+    This penalises the KL to the policy that SAMPLED the rollout (a trust region per update):
+    not the KL to pi_ref of the RLHF reward (`kl_penalised_rewards`, Ziegler et al. 2019).
+
+    Returns (loss, stats) with stats of detached scalars:
+      approx_kl:  mean k3 over valid tokens (the same number as `ppo_clip_loss`'s approx_kl);
+                  the paper's d, compared with d_targ by `ppo_kl_penalty_beta`
+      ratio_mean: mean ratio over valid tokens
+    Step 0 (logprobs == old_logprobs): ratio exactly 1, approx_kl 0, loss = -mean(A), and the
+    gradient equals `ppo_clip_loss`'s (the penalty's gradient is 0 at rho = 1).
+    """
+    fn = "ppo_kl_penalty_loss"
+    _check_float(fn, "logprobs", logprobs, ndim=2, expected="(B, T)")
+    valid = _check_mask(fn, mask, "logprobs", logprobs)
+    for name, x in [("old_logprobs", old_logprobs), ("advantages", advantages)]:
+        _check_float(fn, name, x, ndim=2, expected="(B, T)")
+        _check_same_shape(fn, "logprobs", logprobs, name, x,
+                          "tensors of the rollout and of the update were cut to different lengths.")
+    for name, x in [("logprobs", logprobs), ("old_logprobs", old_logprobs), ("advantages", advantages)]:
+        _check_finite(fn, name, x, where=valid)
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"{fn}: `beta` should be a finite number >= 0, got {beta!r}.")
+
+    zeros = torch.zeros_like(logprobs)
+    log_ratio = torch.where(valid, logprobs - old_logprobs.detach(), zeros)  # 0 at padding: ratio 1
+    ratio = torch.exp(log_ratio)
+    advantages = torch.where(valid, advantages.detach(), zeros)
+    k3 = (ratio - 1) - log_ratio
+    loss = masked_mean(-advantages * ratio + beta * k3, mask)
+    _check_loss(fn, loss)
+    with torch.no_grad():
+        stats = {"approx_kl": masked_mean(k3, mask), "ratio_mean": masked_mean(ratio, mask)}
+    return loss, stats
+
+
+def ppo_kl_penalty_beta(beta, kl, target):
+    """The PPO paper's adaptive penalty coefficient (Schulman et al. 2017, sec. 4), one update.
+
+    beta:   the coefficient used in the policy update that just ended (> 0)
+    kl:     d, the measured mean KL(pi_old || pi_theta) after that update (per token here)
+    target: d_targ, the KL per update the penalty should allow (> 0)
+
+        d < d_targ / 1.5  ->  beta / 2   (the update was too timid: penalise less)
+        d > d_targ * 1.5  ->  beta * 2   (it went too far: penalise more)
+        otherwise         ->  beta
+
+    Returns the beta of the next policy update. (Compare `AdaptiveKLController`: a
+    proportional controller on the KL to pi_ref of the RLHF reward, not this trust region.)
+    """
+    fn = "ppo_kl_penalty_beta"
+    _check_positive(fn, "beta", beta)
+    _check_positive(fn, "target", target)
+    kl = float(kl)
+    if not math.isfinite(kl):
+        raise ValueError(f"{fn}: `kl` should be finite, got {kl}. Likely cause: the policy update "
+                         "diverged (a learning rate too high).")
+    if kl < target / 1.5:
+        return beta / 2
+    if kl > target * 1.5:
+        return beta * 2
+    return float(beta)
+
+
 def value_loss_clipped(values, old_values, returns, mask, clip_eps=0.2):
     """Clipped value-function loss of PPO (OpenAI baselines ppo2; TRL < 1.0 PPOTrainer).
 

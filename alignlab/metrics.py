@@ -95,6 +95,17 @@ METRICS: dict[str, Metric] = {
         "near the SFT model's (about 9.5 words on `quick`); a steady rise while the reward "
         "rises is length hacking",
         _EVALUATED, _ALL_RUNS),
+    "perplexity": Metric(
+        "perplexity of held-out reference reviews under the policy: exp of the mean negative "
+        "log-likelihood per token, exp(-Σ log pi(y_t | x, y_<t) / N), over the N completion tokens "
+        "(`<eos>` included, prompt tokens not scored) of one fresh grammar review per held-out "
+        "prompt (`evaluation.reference_reviews`, fixed for the evaluator), at temperature 1",
+        "the SFT model's at step 0 (5.81 on `quick`; the base model's 17.6, all of the excess from "
+        "the `<eos>` it never learned); it measures fit to average reviews, not quality: DPO on "
+        "`quick` rises gently while its gold reward climbs (5.81 to 6.62 in 60 steps, beta 0.3), "
+        "a rise by a large factor means the policy has left the language (beta 0.02: 21.4, valid "
+        "rate 0.11)",
+        ("sft", "pg", "ppo", "dpo", "kto", "offline_ppo", "rloo", "grpo"), ("sft", "rm")),
     # --- the shared loop (training.train) ------------------------------------------------
     "loss": Metric(
         "the training loss of the step's batch, what the optimiser minimises. sft: mean NLL per "
@@ -249,6 +260,18 @@ METRICS: dict[str, Metric] = {
         "larger than the unclipped one, so it is the one selected",
         "0 at the first minibatch; large values mean the value head wants to move further than "
         "`vf_clip` per iteration",
+        ("ppo",)),
+    "ppo_kl_beta": Metric(
+        "PPO-KL only (`policy_loss=\"kl_penalty\"`, Schulman et al. 2017, eq. 8): the β of the "
+        "penalty β·KL(pi_old || pi) inside the surrogate during this iteration's updates (not the "
+        "β of the reward's KL to pi_ref: that is `kl_coef`)",
+        "starts at `ppo_kl_beta`; halves after an iteration whose `ppo_kl_d` is below "
+        "`ppo_kl_target` / 1.5, doubles after one above 1.5 x `ppo_kl_target`",
+        ("ppo",)),
+    "ppo_kl_d": Metric(
+        "PPO-KL only: d, the k3 estimate of KL(pi_old || pi) per token over the rollout, measured "
+        "after the iteration's updates (what the x2 / /2 rule compares with `ppo_kl_target`)",
+        "0 before any update; within a factor 1.5 of `ppo_kl_target` once β has settled",
         ("ppo",)),
     "kl_coef": Metric(
         "β of the per-token KL penalty in this iteration's rewards (PPO-KL: set by the adaptive "
@@ -485,8 +508,10 @@ _SHARED_PROSE = """\
 
 `gold_reward`, `kl`, `win_rate` and `valid_rate` (`alignlab.metrics.SHARED`) are the
 dashboard's panels (`plots.dashboard`), the columns of the course's results table and the
-keys of every `python -m alignlab run` line. `length` comes from the same evaluation; `loss`
-and `grad_norm` are logged by every method that trains, through the shared loop.
+keys of every `python -m alignlab run` line. `length` and `perplexity` come from the same
+evaluation (`perplexity` scores held-out reference reviews, not the policy's samples: best-of-N,
+which is no model, and lecture 06's evaluator, which reuses only its judge and KL, leave it
+out); `loss` and `grad_norm` are logged by every method that trains, through the shared loop.
 """
 
 _METHODS_PROSE = """\
@@ -508,7 +533,7 @@ reference point z0 is 0 and each example's loss is lambda_y / 2; the evaluation'
 policy against itself is exactly 0 and its win-rate is 1/2 within sampling error.
 """
 
-_DASHBOARD = (*SHARED, "length", "loss", "grad_norm")
+_DASHBOARD = (*SHARED, "length", "perplexity", "loss", "grad_norm")
 
 
 def markdown() -> str:

@@ -3,14 +3,14 @@
 #
 # **Objectives.** By the end of this notebook you can
 # 1. state the RLHF objective $\max_\pi \mathbb{E}[r] - \beta\,\mathrm{KL}(\pi\,\|\,\pi_\text{ref})$ and say what the KL term protects against (reward hacking, mode collapse);
-# 2. go from TRPO's constrained surrogate to PPO's clipped objective, and read its plot for positive and negative advantages;
-# 3. build every part of the PPO loop for a language model: rollouts, reward-model score, per-token KL penalty, value head and GAE, minibatch epochs, clipped policy and value losses, gradient clipping;
-# 4. read PPO's health metrics (clip fraction, approximate KL, value loss, explained variance);
-# 5. replace the fixed $\beta$ by an adaptive controller (PPO-KL), and **watch reward hacking happen** when $\beta = 0$.
+# 2. go from TRPO's constrained surrogate to the PPO paper's two first-order answers, the clipped objective (PPO-clip) and the KL-penalty objective (PPO-KL), and read the clip's plot for positive and negative advantages;
+# 3. build every part of the PPO loop for a language model (rollouts, reward-model score, per-token KL penalty, value head and GAE, minibatch epochs, clipped policy and value losses, gradient clipping) and write its whole update step yourself, checked against the library's;
+# 4. read PPO's health metrics (clip fraction, approximate KL, value loss, explained variance), and say where this lecture's critic sits and what it learns;
+# 5. replace the fixed $\beta$ of the reward's KL penalty by Ziegler et al.'s adaptive controller on the KL to $\pi_\text{ref}$ (not to be confused with PPO-KL), and **watch reward hacking happen** when $\beta = 0$.
 #
 # **Prerequisites.** Lecture 01 (the Bradley-Terry reward model, cached) and lecture 02 (policy gradients, value head, GAE).
 #
-# **Run time.** `quick` profile (2-core CPU): 41 s with the SFT and reward models cached (measured under nbval on an idle 2-core machine; lectures 00 and 01 cache them, otherwise they are trained first, about 1.5 minutes more). Four PPO runs of 40 iterations take most of it. `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
+# **Run time.** `quick` profile (2-core CPU): about 47 s with the SFT and reward models cached (41 s measured under nbval on an idle 2-core machine before section 7's PPO-KL run was added, which adds about 6 s; lectures 00 and 01 cache the models, otherwise they are trained first, about 1.5 minutes more). Four PPO runs of 40 iterations and one of 20 take most of it. `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 
 # %% [markdown]
 # ## 1. Set-up
@@ -18,6 +18,7 @@
 # We need three models: the SFT model, which is both the starting point of the policy and the frozen **reference** $\pi_\text{ref}$ (lecture 00); the **reward model** (RM) $r_\phi$ trained on noisy preference pairs in lecture 01; and the shared `Evaluator`, which scores policies with the **gold judge** on held-out prompts. PPO only ever sees the RM. The gold judge is our window on the truth.
 
 # %%
+import copy
 import time
 
 import ipywidgets as widgets
@@ -35,6 +36,7 @@ from alignlab.methods.rm import load_reward_model
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.pipeline import load_sft
 from alignlab.plots import dashboard
+from alignlab.training import epochs
 
 t_start = time.time()
 profile, device = get_profile(), get_device()
@@ -61,9 +63,13 @@ ex_p, ex_c = [p for p, _ in examples], [c for _, c in examples]
 ex_rm = rm_fn(ex_p, ex_c, [True] * len(examples))
 for (p, c), r in zip(examples, ex_rm):
     print(f"RM {r:+.2f}   gold {world.gold_reward(p, c):+.2f}   {p} | {c}")
+honest, dull, degen = ex_rm[:2], ex_rm[2], ex_rm[3:]
+print(f"best degenerate {max(degen):+.2f} vs best honest praise {max(honest):+.2f}; worst degenerate {min(degen):+.2f} vs dull {dull:+.2f}")
+assert max(degen) > max(honest) - 0.25 and min(degen) > dull + 1.0
+assert all(world.gold_reward(p, c) == -1 for p, c in examples[3:])
 
 # %% [markdown]
-# The RM scores the degenerate strings as high as, or higher than, honest praise; the gold judge gives them $-1$. A policy that maximises $r_\phi$ alone will find such strings: that is **reward hacking**. The KL term makes the policy pay for every nat it moves away from $\pi_\text{ref}$, which gives such strings almost no probability.
+# The RM scores every degenerate string far above the dull review and its favourite one about as high as the best honest praise, or higher (printed above; asserted below); the gold judge gives them $-1$. A policy that maximises $r_\phi$ alone will find such strings: that is **reward hacking**. The KL term makes the policy pay for every nat it moves away from $\pi_\text{ref}$, which gives such strings almost no probability.
 #
 # The objective also has a closed-form optimum (derived in lecture 04): $\pi^*(y|x) = \pi_\text{ref}(y|x)\, e^{r(x,y)/\beta} / Z(x)$, with optimal value $\beta \log Z(x)$. As $\beta \to 0$ it puts all its mass on the RM's single favourite answer: **mode collapse**, whatever that answer is. Let us check both claims on a toy problem whose "answers" are the six reviews above, with $\pi_\text{ref}$ the SFT model's probabilities renormalised over them:
 
@@ -117,7 +123,7 @@ interact(show_optimum, log10_beta=widgets.FloatSlider(value=-1.0, min=-3.0, max=
 #
 # $$ \max_\theta\; \hat{\mathbb{E}}_t\big[\rho_t(\theta)\,\hat A_t\big] \quad\text{subject to}\quad \hat{\mathbb{E}}_t\big[\mathrm{KL}\big(\pi_{\theta_\text{old}}(\cdot|s_t)\,\|\,\pi_\theta(\cdot|s_t)\big)\big] \le \delta. $$
 #
-# It works well but needs conjugate gradients and a line search. **PPO-clip** (Schulman et al. 2017, eq. 7) gets a similar effect with first-order steps, by removing the incentive to push $\rho_t$ outside $[1-\epsilon, 1+\epsilon]$:
+# It works well but needs conjugate gradients and a line search. The PPO paper (Schulman et al. 2017, [arXiv:1707.06347](https://arxiv.org/abs/1707.06347)) gets a similar effect with first-order steps, in two ways. **PPO-clip** (its eq. 7, the one RLHF uses and this lecture trains) removes the incentive to push $\rho_t$ outside $[1-\epsilon, 1+\epsilon]$; **PPO-KL** (eq. 8) puts the KL to $\pi_{\theta_\text{old}}$ into the objective as a penalty instead (section 7):
 #
 # $$ L^{CLIP}(\theta) = \hat{\mathbb{E}}_t\Big[\min\big(\rho_t\,\hat A_t,\; \mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\,\hat A_t\big)\Big]. $$
 #
@@ -128,7 +134,7 @@ def clipped_objective(ratio, adv, eps=0.2):
     return torch.minimum(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
 
 # %% [markdown]
-# Plot it against the ratio. With $A > 0$ the objective stops growing at $1+\epsilon$ (no reason to make a good token *much* more likely in one go); with $A < 0$ it stops at $1-\epsilon$. On the other side it is *not* clipped: a step that made a good token less likely (or a bad one more likely) is always undone. Where the line is flat the gradient is 0.
+# Plot it against the ratio. With $A > 0$ the objective stops growing at $1+\epsilon$ (no reason to make a good token *much* more likely in one go); with $A < 0$ it stops at $1-\epsilon$. On the other side it is *not* clipped: a step that made a good token less likely (or a bad one more likely) keeps the full gradient that pushes it back (nothing guarantees it is undone: the other tokens' gradients move the same weights). Where the line is flat the gradient is 0.
 
 # %%
 ratios = torch.linspace(0, 2, 201)
@@ -167,11 +173,11 @@ print(config)
 # %% [markdown]
 # ### 4.1 Rollout: sample from the policy
 #
-# The policy is a copy of the SFT model plus a **value head** (lecture 02's `PolicyWithValue`: one transformer pass gives both the token log-probs and the values $V(s_t)$; the head starts at exactly 0). `rl.rollout` samples one completion per prompt, **left-padded** so that all prompts end in the same column, at `config.sampling_temperature`, and records without gradient everything an update needs. Every log-prob (the sampling policy's "old" ones, the reference's, and later the new ones) is computed at that **same temperature**: the ratio compares the distributions that actually produced the tokens.
+# The policy is a copy of the SFT model plus a **value head** (lecture 02's `PolicyWithValue`; the head starts at exactly 0). Where the head sits is `config.critic`: here `"shared"`, the head reads the policy's own last hidden state, so one transformer pass gives both the token log-probs and the values $V(s_t)$; lecture 02 chose `"separate"` (the head on its own copy of the SFT transformer; its reason: in its runs against the gold judge a shared-trunk critic stayed at explained variance $\approx 0$). Section 5 measures what this one learns. `rl.rollout` samples one completion per prompt, **left-padded** so that all prompts end in the same column, at `config.sampling_temperature`, and records without gradient everything an update needs. Every log-prob (the sampling policy's "old" ones, the reference's, and later the new ones) is computed at that **same temperature**: the ratio compares the distributions that actually produced the tokens.
 
 # %%
 seed_everything(0)
-policy = ppo.new_policy(ref)
+policy = ppo.new_policy(ref, config.critic)
 prompts = world.make_prompts(config.batch_size, "train", seed=0)
 ro = rl.rollout(policy, ref, tok, prompts, rm_fn, config, seed=1)
 print("input_ids", tuple(ro.batch.input_ids.shape), "| completion tokens per row:", ro.mask.sum(-1)[:8].int().tolist(), "...")
@@ -276,13 +282,45 @@ print(f"temperature mismatch, first minibatch: approx_kl {bad['approx_kl']:.3f},
 assert bad["approx_kl"] > 0.01 and bad["clipfrac"] > 0.05
 
 # %% [markdown]
-# ### 4.5 Several epochs over minibatches, with gradient clipping
+# ### 4.5 The update step: several epochs over minibatches, with gradient clipping
 #
-# `ppo.ppo_update` shuffles the rollout into minibatches, takes one AdamW step per minibatch (gradient norm clipped to `max_grad_norm`) and repeats for `ppo_epochs` passes. Within one iteration the policy moves away from $\pi_\text{old}$: watch `approx_kl` and `clipfrac` grow from exactly 0, and the clip start to hold the ratio back.
+# This is PPO's whole training step, what runs after every rollout: the advantages once (4.3), then `ppo_epochs` passes over the rollout, each in a fresh random order cut into minibatches of `config.minibatch` completions; each minibatch gives the loss of 4.4 and one AdamW step, its gradient norm clipped to `max_grad_norm`. Written out:
 
 # %%
-opt = ppo.make_optimizer(policy, config.lr, config.value_lr)   # one lr for the LM, one for the value head
-steps = ppo.ppo_update(policy, opt, ro, config, torch.Generator().manual_seed(0))
+def my_ppo_update(policy, opt, ro, config, generator):
+    adv, returns = ppo.advantages(ro, config)                  # GAE, whitened (4.3): once per rollout
+    policy.train()
+    order = epochs(len(ro), config.minibatch, generator)       # minibatches of row indices, reshuffled every epoch
+    for _ in range(config.ppo_epochs * (len(ro) // config.minibatch)):
+        idx = torch.tensor(next(order), device=ro.mask.device)
+        logp, values = policy(ro.batch.input_ids[idx], ro.batch.attention_mask[idx], config.sampling_temperature)
+        m = ro.mask[idx]
+        pg_loss, _ = losses.ppo_clip_loss(logp, ro.logprobs[idx], adv[idx], m, config.clip_eps)
+        vf_loss, _ = losses.value_loss_clipped(values, ro.values[idx], returns[idx], m, config.vf_clip)
+        loss = pg_loss + config.vf_coef * vf_loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+        opt.step()
+
+# %% [markdown]
+# `ppo.ppo_update` is the library's version (it also returns the statistics of every minibatch step). One update of each, on two copies of this policy, from the same rollout and the same shuffling seed: every parameter (the value head's included) must land in the same place. The optimiser has one learning rate for the LM and one for the value head:
+
+# %%
+mine = copy.deepcopy(policy)
+my_ppo_update(mine, ppo.make_optimizer(mine, config.lr, config.value_lr), ro, config, torch.Generator().manual_seed(0))
+before = copy.deepcopy(policy)
+opt = ppo.make_optimizer(policy, config.lr, config.value_lr)
+steps = ppo.ppo_update(policy, opt, ro, config, torch.Generator().manual_seed(0))   # the library's step, in place
+moved = max((p - q).abs().max().item() for p, q in zip(policy.parameters(), before.parameters()))
+gap = max((p - q).abs().max().item() for p, q in zip(mine.parameters(), policy.parameters()))
+print(f"largest weight change {moved:.2e}; largest difference between the two updates {gap:.1e}")
+assert moved > 1e-4 and all(torch.allclose(p, q, rtol=0, atol=1e-7) for p, q in zip(mine.parameters(), policy.parameters()))
+
+# %% [markdown]
+# Within one iteration the policy moves away from $\pi_\text{old}$: watch `approx_kl` and `clipfrac` grow from exactly 0 over the minibatch steps (dashed lines: epoch boundaries), and the clip start to hold the ratio back.
+
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.5))
 for ax, key in zip(axes, ["approx_kl", "clipfrac", "grad_norm"]):
     ax.plot([s[key] for s in steps], "o-"); ax.set_title(key); ax.set_xlabel("minibatch step")
@@ -290,7 +328,22 @@ for ax in axes[:2]:
     for e in range(1, config.ppo_epochs):
         ax.axvline(e * config.batch_size // config.minibatch - 0.5, c="grey", lw=0.6, ls="--")
 plt.tight_layout(); plt.show()
-print(f"{len(steps)} minibatch steps; explained variance before the update: {steps[0]['explained_variance']:.3f}")
+print(f"{len(steps)} minibatch steps; approx_kl {steps[0]['approx_kl']} -> {steps[-1]['approx_kl']:.4f}, "
+      f"clipfrac {steps[0]['clipfrac']} -> {steps[-1]['clipfrac']:.3f}; explained variance before the update: {steps[0]['explained_variance']:.3f}")
+assert steps[0]["approx_kl"] == 0 and steps[-1]["approx_kl"] > 0 and steps[-1]["clipfrac"] > 0
+
+# %% [markdown]
+# **Which tokens count as clipped?** Our `clipfrac` (as TRL's older `PPOTrainer`) counts the tokens where the clip is *active*: ratio above $1+\epsilon$ with $A > 0$, or below $1-\epsilon$ with $A < 0$ (those get no gradient). CleanRL counts every token with $|\rho - 1| > \epsilon$, on either side, so its number is larger, and healthy ranges quoted for it are not ours. Both, on this rollout after the update:
+
+# %%
+with torch.no_grad():
+    logp_after, _ = policy(ro.batch.input_ids, ro.batch.attention_mask, config.sampling_temperature)
+on = ro.mask.bool()
+rho, a = torch.exp(logp_after - ro.logprobs)[on], ppo.advantages(ro, config)[0][on]
+ours = (((a > 0) & (rho > 1 + config.clip_eps)) | ((a < 0) & (rho < 1 - config.clip_eps))).float().mean().item()
+cleanrl = ((rho - 1).abs() > config.clip_eps).float().mean().item()
+print(f"after one update: clip active on {ours:.3f} of the tokens (our clipfrac), |ρ - 1| > ε on {cleanrl:.3f} (CleanRL's)")
+assert cleanrl >= ours
 
 # %% [markdown]
 # ## 5. PPO against the reward model, with a fixed $\beta$
@@ -301,18 +354,18 @@ print(f"{len(steps)} minibatch steps; explained variance before the update: {ste
 def run_ppo(name, **overrides):
     cfg = ppo.PPOConfig.for_profile(profile, **overrides)
     seed_everything(cfg.seed)
-    pol = ppo.new_policy(ref)
+    pol = ppo.new_policy(ref, cfg.critic)
     reward_fn = rm_fn if cfg.reward == "rm" else rl.gold_reward_fn
     extra_rm = None if cfg.reward == "rm" else rm_fn     # also log the RM's opinion of a PPO-GT run
     history = ppo.train_ppo(pol, ref, tok, reward_fn, cfg, evaluator, rm_fn=extra_rm, name=name)
     return pol, history
 
 # %% [markdown]
-# A sensible $\beta = 0.1$ and the other defaults printed above: 40 iterations, each a rollout of 48 prompts and 4 epochs of minibatches of 16, `lr = 3e-4`:
+# A sensible $\beta$ (`kl_coef`) and the other defaults printed in section 4: `steps` iterations, each a rollout of `batch_size` prompts and `ppo_epochs` epochs of minibatches of `minibatch` completions:
 
 # %%
-pol_fixed, h_fixed = run_ppo("PPO β=0.1")
-dashboard(h_fixed, title="PPO-clip against the learned RM (β = 0.1)", extra=("rm_reward",), figsize_per_panel=3.0); plt.show()
+pol_fixed, h_fixed = run_ppo(f"PPO β={config.kl_coef:g}")
+dashboard(h_fixed, title=f"PPO-clip against the learned RM (β = {config.kl_coef:g})", extra=("rm_reward",), figsize_per_panel=3.0); plt.show()
 print(h_fixed.final())
 
 # %% [markdown]
@@ -325,7 +378,30 @@ for ax, key in zip(axes, ["clipfrac", "approx_kl", "vf_loss", "explained_varianc
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# The clip fraction and the approximate KL stay small (each iteration's policy change is inside the trust region), the value loss falls and the explained variance climbs from 0 as the value head learns. The learned reward went up, and with it the **gold** reward and the win-rate against the SFT model, at a KL of a few nats, with samples that stay valid reviews. The target for this lecture is a win-rate of at least 0.75 with at least 90% valid samples; the assert sits a little below it so that a real regression fails:
+# What healthy looks like, in numbers (means over the first and the last 10 iterations): the clip fraction and the approximate KL stay small, inside the ranges of the metric table of section 4.4 (clipfrac below about 0.2, approx_kl below about 0.02: each iteration's change stays inside the trust region); the value loss falls, and the explained variance climbs from 0 as the value head learns:
+
+# %%
+def ends(h, key, k=5):  # means of the first k and of the last k logged values
+    v = h.series(key)[1]
+    return float(np.mean(v[:k])), float(np.mean(v[-k:]))
+
+for key in ("clipfrac", "approx_kl", "vf_loss", "explained_variance"):
+    (first, last), v = ends(h_fixed, key, 10), h_fixed.series(key)[1]
+    print(f"{key:20s} first 10 iterations {first:+.4f}   last 10 {last:+.4f}   max {max(v):.4f}   median {np.median(v):.4f}")
+(vf0, vf1), (ev0, ev1) = ends(h_fixed, "vf_loss", 10), ends(h_fixed, "explained_variance", 10)
+assert max(h_fixed.series("clipfrac")[1]) < 0.2 and np.median(h_fixed.series("approx_kl")[1]) < 0.02
+assert vf1 < 0.5 * vf0 and ev1 > ev0 + 0.05, (vf0, vf1, ev0, ev1)
+
+# %% [markdown]
+# **The critic.** This run's value head shares the policy's trunk (`critic="shared"`): it adds only the head's weights, where `"separate"` adds a whole transformer, and one pass serves both. Against the learned RM it does learn something (the explained variance above); section 9 measures the same head against the gold judge, lecture 02's reward. Switching is one setting, `run_ppo(..., critic="separate")` (exercise 6).
+
+# %%
+assert config.critic == "shared"                                 # what this section describes
+n_head, n_trunk = sum(p.numel() for p in pol_fixed.value_head.parameters()), sum(p.numel() for p in ref.transformer.parameters())
+print(f"critic weights: shared {n_head:,}; separate {n_head + n_trunk:,} (the policy itself has {sum(p.numel() for p in ref.parameters()):,})")
+
+# %% [markdown]
+# The learned reward went up, and with it the **gold** reward and the win-rate against the SFT model, at a KL of a few nats, with samples that stay valid reviews. The target for this lecture is a win-rate of at least 0.75 with at least 90% valid samples; the assert sits a little below it so that a real regression fails:
 
 # %%
 fixed = h_fixed.final()
@@ -335,9 +411,9 @@ for p, c in list(zip(fb.prompts, fb.completions))[:4]:
     print(f"  {p} | {c}")
 
 # %% [markdown]
-# ## 6. PPO-KL: an adaptive $\beta$
+# ## 6. Adaptive KL to the reference (Ziegler et al. 2019)
 #
-# A fixed $\beta$ is hard to pick: the KL it allows depends on the reward's scale and on the task. The PPO paper's second variant, **PPO-KL**, adapts the penalty coefficient to hit a target KL instead. RLHF uses the proportional controller of Ziegler et al. (2019) on the KL to $\pi_\text{ref}$: after each rollout, with the measured sequence KL and $n$ the samples in the rollout,
+# A fixed $\beta$ is hard to pick: the KL it allows depends on the reward's scale and on the task. Ziegler et al. (2019, [arXiv:1909.08593](https://arxiv.org/abs/1909.08593), section 2.2) pick a target KL **to the reference** instead, and adapt the $\beta$ of the reward's KL penalty with a proportional controller: after each rollout, with the measured sequence KL to $\pi_\text{ref}$ and $n$ the samples in the rollout,
 #
 # $$ e = \mathrm{clip}\Big(\frac{\mathrm{KL}}{\mathrm{KL}_\text{target}} - 1,\, -0.2,\, 0.2\Big), \qquad \beta \leftarrow \beta\,\Big(1 + e\,\frac{n}{\text{horizon}}\Big). $$
 
@@ -353,10 +429,10 @@ for kl in [0.0, 1.0, 3.0, 5.0, 50.0]:           # below target: beta shrinks; ab
     print(f"KL {kl:5.1f} -> beta {b:.4f}")
 
 # %% [markdown]
-# Start from a $\beta$ that is too small (0.02) and ask for a KL of 3 nats:
+# This is not the PPO paper's KL variant (section 7): that one penalises the KL to the policy that *sampled the rollout*, inside the surrogate, as a trust region for each update; this one shapes the *reward* with the KL to the SFT model, and PPO-clip optimises it as before. Start from a $\beta$ that is too small (0.02) and ask for a KL of 3 nats:
 
 # %%
-pol_adapt, h_adapt = run_ppo("PPO-KL (adaptive β)", kl_coef=0.02, adaptive=True, kl_target=3.0, kl_horizon=100)
+pol_adapt, h_adapt = run_ppo("adaptive β (Ziegler)", kl_coef=0.02, adaptive=True, kl_target=3.0, kl_horizon=100)
 fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
 for h in (h_fixed, h_adapt):
     axes[0].plot(*h.series("kl_coef"), label=h.name); axes[1].plot(*h.series("rollout_kl"), label=h.name)
@@ -366,14 +442,82 @@ for ax in axes: ax.set_xlabel("PPO iteration")
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# The controller raises $\beta$ while the KL is above target. It can only move $\beta$ by a bounded factor per iteration (at most $1 \pm 0.2\,n/\text{horizon}$), so it reacts with a lag: while $\beta$ is still small the KL overshoots the target and the valid rate dips (the first steps of reward hacking, section 7), until the larger penalty pulls the policy back. Both runs on the shared dashboard:
+# The controller raises $\beta$ while the KL is above target. It can only move $\beta$ by a bounded factor per iteration (at most $1 \pm 0.2\,n/\text{horizon}$), so it reacts with a lag: while $\beta$ is still small the KL overshoots the target and the valid rate dips (the first steps of reward hacking, section 8), until the larger penalty pulls the policy back. In numbers:
 
 # %%
-dashboard(h_fixed, h_adapt, title="fixed β vs adaptive β (PPO-KL)", extra=("rm_reward",)); plt.show()
+kl_series, valid_series = h_adapt.series("rollout_kl")[1], h_adapt.series("rollout_valid")[1]
+peak = int(np.argmax(kl_series))
+print(f"rollout KL: peak {kl_series[peak]:.1f} nats at iteration {peak + 1} (target 3), mean of the last 5 {np.mean(kl_series[-5:]):.1f}; "
+      f"rollout valid rate: first {valid_series[0]:.2f}, lowest {min(valid_series):.2f}, last 5 {np.mean(valid_series[-5:]):.2f}")
+assert kl_series[peak] > 1.5 * 3.0 and np.mean(kl_series[-5:]) < 0.75 * kl_series[peak]   # overshoot, then pulled back
+assert min(valid_series) < valid_series[0] - 0.1                                                # the valid rate dips
+
+# %% [markdown]
+# Both runs on the shared dashboard:
+
+# %%
+dashboard(h_fixed, h_adapt, title="fixed β vs adaptive β (Ziegler et al.)", extra=("rm_reward",)); plt.show()
 print("fixed:   ", h_fixed.final(), "\nadaptive:", h_adapt.final(), f" last β = {h_adapt.last('kl_coef'):.3f}")
 
 # %% [markdown]
-# ## 7. Reward hacking, live: $\beta = 0$
+# ## 7. PPO-KL: the PPO paper's KL penalty instead of the clip
+#
+# The PPO paper's other way to approximate TRPO's trust region (Schulman et al. 2017, section 4, eq. 8) drops the clip and puts the KL to the policy that sampled the rollout **into the surrogate**, as a penalty:
+#
+# $$ L^{KLPEN}(\theta) = \hat{\mathbb{E}}_t\Big[\rho_t(\theta)\,\hat A_t \;-\; \beta\,\mathrm{KL}\big(\pi_{\theta_\text{old}}(\cdot|s_t)\,\|\,\pi_\theta(\cdot|s_t)\big)\Big], $$
+#
+# and adapts $\beta$ after every policy update from the measured $d = \hat{\mathbb{E}}_t[\mathrm{KL}(\pi_{\theta_\text{old}}\|\pi_\theta)]$ and a target $d_\text{targ}$: if $d < d_\text{targ}/1.5$, $\beta \leftarrow \beta/2$; if $d > 1.5\,d_\text{targ}$, $\beta \leftarrow 2\beta$. The three mechanisms of this lecture, side by side:
+#
+# | | what it does | KL to | when $\beta$ moves |
+# |---|---|---|---|
+# | PPO-clip (section 3) | no gradient for a token whose ratio left $[1-\epsilon, 1+\epsilon]$ on the side its advantage pushes | $\pi_\text{old}$, implicitly | no $\beta$ |
+# | PPO-KL (this section) | a penalty $\beta\,\mathrm{KL}(\pi_\text{old}\|\pi_\theta)$ inside the surrogate, no clip | $\pi_\text{old}$: the policy that sampled the rollout | after every update: $\times 2$ or $/2$ around $d_\text{targ}$ |
+# | adaptive KL to the reference (section 6) | the reward pays $-\beta(\log\pi - \log\pi_\text{ref})$ per token | $\pi_\text{ref}$, the SFT model | after every rollout: by at most $\pm 0.2\,n/\text{horizon}$ |
+#
+# We only see the sampled token $a_t \sim \pi_\text{old}$, not the whole next-token distribution, so the KL is estimated per token with $k_3 = (\rho_t - 1) - \log\rho_t$: unbiased for $\mathrm{KL}(\pi_\text{old}\|\pi_\theta)$ under $\pi_\text{old}$'s samples, and the same number as the `approx_kl` we log. Per token, and checked against `losses.ppo_kl_penalty_loss` on random tensors; the $\times 2 / {/2}$ rule against `losses.ppo_kl_penalty_beta`:
+
+# %%
+def klpen_objective(ratio, adv, beta):
+    return ratio * adv - beta * ((ratio - 1) - torch.log(ratio))      # rho A - beta k3
+
+def klpen_beta(beta, d, d_targ):
+    return beta / 2 if d < d_targ / 1.5 else beta * 2 if d > 1.5 * d_targ else beta
+
+lp_new, lp_old, a = torch.randn(B, T) * 0.3 - 2, torch.randn(B, T) * 0.3 - 2, torch.randn(B, T)
+mine = -(klpen_objective(torch.exp(lp_new - lp_old), a, 0.5) * mask).sum() / mask.sum()
+lib, st = losses.ppo_kl_penalty_loss(lp_new, lp_old, a, mask, beta=0.5)
+print(f"notebook {mine:.6f}   library {lib:.6f}   (k3 KL per token {st['approx_kl']:.4f})")
+assert torch.isclose(mine, lib, atol=1e-6)
+for d in (0.001, 0.008, 0.012, 0.05):
+    assert klpen_beta(1.0, d, 0.01) == losses.ppo_kl_penalty_beta(1.0, d, 0.01)
+print({d: klpen_beta(1.0, d, 0.01) for d in (0.001, 0.008, 0.012, 0.05)})
+
+# %% [markdown]
+# `PPOConfig(policy_loss="kl_penalty")` trains with it: the same loop, the same reward (with this lecture's KL to $\pi_\text{ref}$, $\beta$ = `kl_coef`), but no clip, a penalty starting at `ppo_kl_beta` = 1, and $d$ measured on the rollout after each iteration's updates (logged as `ppo_kl_d`, with the $\beta$ used as `ppo_kl_beta`). A short run, half the iterations of the others, with $d_\text{targ}$ = `ppo_kl_target` = 0.01 per token:
+
+# %%
+pol_klpen, h_klpen = run_ppo("PPO-KL (no clip)", policy_loss="kl_penalty", steps=config.steps // 2, eval_every=config.steps // 2)
+d, b = h_klpen.series("ppo_kl_d")[1], h_klpen.series("ppo_kl_beta")[1]
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
+axes[0].semilogy(range(1, len(d) + 1), d, "o-", label="d: KL(π_old‖π_θ) per token after the update")
+axes[0].axhspan(0.01 / 1.5, 0.01 * 1.5, alpha=0.15, label="d_targ / 1.5 .. 1.5 d_targ"); axes[0].legend(fontsize=7)
+axes[1].semilogy(range(1, len(b) + 1), b, "o-"); axes[1].set_title("β of the penalty (×2 or /2 per update)", fontsize=9)
+for ax in axes: ax.set_xlabel("PPO iteration")
+plt.tight_layout(); plt.show()
+same = max(s for s in h_fixed.series("win_rate")[0] if s <= len(d))            # PPO-clip's evaluation at that point
+print(h_klpen.final(), f"\nPPO-clip at iteration {same}: win-rate {h_fixed.rows[same]['win_rate']:.3f}")
+
+# %% [markdown]
+# Every $\beta$ the run used follows from the $d$ before it by the rule, and the penalty keeps each update's KL near its target without any clip (printed and asserted):
+
+# %%
+assert all(b[i + 1] == klpen_beta(b[i], d[i], 0.01) for i in range(len(d) - 1))
+in_band = np.mean([(0.01 / 3 <= x <= 0.01 * 3) for x in d])
+print(f"d within a factor 3 of d_targ in {in_band:.0%} of the iterations; median d {np.median(d):.4f}")
+assert np.median(d) < 0.01 * 3 and in_band >= 0.5
+
+# %% [markdown]
+# ## 8. Reward hacking, live: $\beta = 0$
 #
 # Now remove the KL term and change nothing else. The RM still loves degenerate strings (section 2), and nothing keeps the policy near the text the RM was trained on:
 
@@ -394,7 +538,7 @@ axes[2].set_title("valid-review rate of the rollouts"); axes[2].set_xlabel("PPO 
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# With $\beta = 0$ the proxy keeps climbing while the gold reward and the valid-text rate fall: the policy has found what the RM likes and the judge hates. What does it write? And how diverse is it? (distinct-2: the fraction of distinct word bigrams among all bigrams of the held-out samples; low means the same phrases over and over.)
+# With $\beta = 0$ the proxy keeps climbing while the gold reward and the valid-text rate fall (the numbers are printed and asserted below): the policy has found what the RM likes and the judge hates. What does it write? And how diverse is it? (distinct-2: the fraction of distinct word bigrams among all bigrams of the held-out samples; low means the same phrases over and over.)
 
 # %%
 def distinct_2(batch):  # distinct word bigrams / all word bigrams, over all completions
@@ -404,26 +548,24 @@ def distinct_2(batch):  # distinct word bigrams / all word bigrams, over all com
 hack_batch = evaluator.sample(pol_hack.lm)
 for p, c in list(zip(hack_batch.prompts, hack_batch.completions))[:5]:
     print(f"  {p} | {c}")
-print(f"distinct-2: β=0 {distinct_2(hack_batch):.2f}   β=0.1 {distinct_2(fb):.2f}   SFT {distinct_2(evaluator.ref_batch):.2f}")
+d2_hack, d2_fixed, d2_sft = distinct_2(hack_batch), distinct_2(fb), distinct_2(evaluator.ref_batch)
+print(f"distinct-2: β=0 {d2_hack:.2f}   β={config.kl_coef:g} {d2_fixed:.2f}   SFT {d2_sft:.2f}")
+assert d2_hack < d2_fixed < d2_sft
 
 # %% [markdown]
-# Any RL fine-tuning costs some diversity (the policy concentrates on what scores well, and β = 0.1 also sits below the SFT model), but at β = 0 the text collapses into the same few phrases glued together, and stops being a review at all.
+# RL fine-tuning cost some diversity here (the policy concentrates on what scores well: the run with the KL term also sits below the SFT model), but at $\beta = 0$ the text collapses into the same few phrases glued together, and stops being a review at all.
 #
-# The end values of both curves, averaged over the last 5 iterations to smooth the noise of a 48-sample rollout, against the first 5:
+# The end values of both curves, averaged over the last 5 iterations to smooth the noise of a rollout, against the first 5:
 
 # %%
-def ends(h, key, k=5):
-    v = h.series(key)[1]
-    return float(np.mean(v[:k])), float(np.mean(v[-k:]))
-
 for h in (h_hack, h_fixed):
     (rm0, rm1), (g0, g1), (v0, v1) = (ends(h, k) for k in ("rm_reward", "rollout_gold", "rollout_valid"))
     print(f"{h.name:10s} RM {rm0:+.2f} -> {rm1:+.2f}   gold {g0:+.2f} -> {g1:+.2f}   valid {v0:.2f} -> {v1:.2f}")
 (rm0, rm1), (g0, g1), (v0, v1) = (ends(h_hack, k) for k in ("rm_reward", "rollout_gold", "rollout_valid"))
-assert rm1 > rm0 and (g1 < g0 or v1 < v0), "expected the beta = 0 run to hack the RM"
+assert rm1 > rm0 and g1 < g0 and v1 < v0, "expected the beta = 0 run to hack the RM: proxy up, gold and valid rate down"
 
 # %% [markdown]
-# ## 8. PPO against the gold reward itself ("PPO-GT")
+# ## 9. PPO against the gold reward itself ("PPO-GT")
 #
 # How much do we lose by optimising a learned proxy instead of the truth? Run the same PPO against the gold judge (the RM's score is still logged, as `rm_reward`, to see whether the RM agrees).
 #
@@ -437,18 +579,34 @@ print(f"std on SFT samples: RM {rm_ref.std():.2f}, gold {np.std(evaluator.ref_re
 
 # %%
 pol_gt, h_gt = run_ppo("PPO-GT (gold reward)", reward="gold", kl_coef=beta_gt)
-dashboard(h_fixed, h_adapt, h_hack, h_gt, title="all runs on held-out prompts", extra=("rm_reward",), figsize_per_panel=3.0); plt.show()
-for h in (h_fixed, h_adapt, h_hack, h_gt):
+dashboard(h_fixed, h_adapt, h_klpen, h_hack, h_gt, title="all runs on held-out prompts", extra=("rm_reward",), figsize_per_panel=3.0); plt.show()
+for h in (h_fixed, h_adapt, h_klpen, h_hack, h_gt):
     print(f"{h.name:22s}", h.final())
 
 # %% [markdown]
-# The learned-RM runs with a KL penalty get close to PPO-GT: at this scale the RM is good enough near the SFT distribution (it orders this fraction of held-out pairs as the judge does):
+# How close do the learned-RM runs with a KL penalty get to PPO-GT? A win-rate on the 128 held-out prompts has a standard error of about 0.04:
+
+# %%
+for h in (h_fixed, h_adapt):
+    print(f"{h.name:22s} win-rate {h.last('win_rate') - h_gt.last('win_rate'):+.3f}, gold reward {h.last('gold_reward') - h_gt.last('gold_reward'):+.3f} against PPO-GT")
+assert abs(h_fixed.last("win_rate") - h_gt.last("win_rate")) < 0.1
+
+# %% [markdown]
+# Within 0.1 of the win-rate of optimising the truth itself: at this scale the RM is good enough near the SFT distribution (it orders this fraction of held-out pairs as the judge does):
 
 # %%
 from alignlab import cache
 from alignlab.methods.rm import rm_folder
 
 print("RM held-out accuracy vs gold:", cache.read_meta(rm_folder(profile, progress=False))["eval_accuracy"])
+
+# %% [markdown]
+# And the critic (section 5): the same shared-trunk value head, trained against the gold judge instead of the RM, explains less of the returns (means of the last 10 iterations):
+
+# %%
+ev_rm, ev_gold = ends(h_fixed, "explained_variance", 10)[1], ends(h_gt, "explained_variance", 10)[1]
+print(f"explained variance, last 10 iterations: against the RM {ev_rm:+.3f}, against the gold judge {ev_gold:+.3f}")
+assert ev_gold < ev_rm
 
 # %% [markdown]
 # Without the KL term, the same proxy is a disaster. Finally, the RM score of the final sensible policy's held-out samples (the number `python -m alignlab run ppo` reports as `rm_reward`), and the notebook's headline numbers:
@@ -463,24 +621,34 @@ alignlab.report(h_fixed, notebook="03_ppo_rlhf", rm_reward=rm_reward,
                 hack_valid_end=v1)
 
 # %% [markdown]
-# ## 9. Summary
+# ## 10. Summary
 #
 # * RLHF maximises the learned reward minus $\beta\,\mathrm{KL}(\pi\,\|\,\pi_\text{ref})$. The KL term is what keeps a **proxy** reward honest: at $\beta = 0$ our policy found strings the RM loves and the judge scores $-1$, and its diversity collapsed.
-# * TRPO keeps each update in a KL trust region; **PPO-clip** approximates it by clipping the ratio $\pi/\pi_\text{old}$ to $[1-\epsilon, 1+\epsilon]$ in a pessimistic $\min$, so a batch can be reused for several epochs of minibatch steps.
-# * The loop: rollout (left padding, one temperature everywhere) → RM score on the last token + per-token KL penalty → GAE with the value head, whitened → epochs of minibatches with the clipped policy loss, the clipped value loss and gradient clipping → update $\beta$ (fixed, or adaptive in **PPO-KL**).
-# * With $\beta = 0.1$, PPO against a learned RM reaches a high win-rate against the SFT model with valid text, close to PPO against the truth.
+# * TRPO keeps each update in a KL trust region around $\pi_\text{old}$. **PPO-clip** approximates it by clipping the ratio $\pi/\pi_\text{old}$ to $[1-\epsilon, 1+\epsilon]$ in a pessimistic $\min$, so a batch can be reused for several epochs of minibatch steps; **PPO-KL** instead penalises $\beta\,\mathrm{KL}(\pi_\text{old}\|\pi_\theta)$ in the surrogate and doubles or halves $\beta$ around a target after each update.
+# * The loop: rollout (left padding, one temperature everywhere) → RM score on the last token + per-token KL penalty → GAE with the value head, whitened → epochs of minibatches with the clipped policy loss, the clipped value loss and gradient clipping (the update step, written out in 4.5) → update the reward's $\beta$ (fixed, or adaptive towards a KL to $\pi_\text{ref}$, Ziegler et al.).
+# * With a fixed $\beta$, PPO against a learned RM reaches a high win-rate against the SFT model with valid text, within 0.1 of PPO against the truth; its shared-trunk critic learns something against the RM and less against the gold judge.
 #
 # **Pitfalls, and how to see them in the logs**
 # * *Old and new log-probs computed differently* (another temperature, dropout on in one pass, different padding): the ratio is not exactly 1 token by token, so `approx_kl` and `clipfrac` are not 0 at the first minibatch (section 4.4; `ratio_mean` alone can hide it, since ratios above and below 1 average out).
 # * *Reward hacking*: `rm_reward` keeps rising while `rollout_gold`, the evaluator's `gold_reward` and `valid_rate` fall, and KL shoots up. Only an independent judge shows it: the proxy alone looks like success.
-# * *Step too large* (lr, epochs): `clipfrac` above ~0.3 and `approx_kl` above ~0.1 for many iterations; the KL to $\pi_\text{ref}$ jumps between iterations.
+# * *Step too large* (lr, epochs): `clipfrac` above about 0.3 and `approx_kl` well above 0.05 for many iterations (the healthy ranges of the metric table in section 4.4: below about 0.2 and 0.02); the KL to $\pi_\text{ref}$ jumps between iterations. Ranges quoted for CleanRL's `clipfrac` (both sides of the clip) are larger than ours (section 4.5).
 # * *Value head not learning*: `explained_variance` stays near 0 or negative; advantages are then noisy (whitening hides their scale, not their noise).
 # * *Adaptive β with a slow horizon*: the KL overshoots the target for many iterations before β catches up (section 6).
 #
-# ## 10. Exercises
+# ## 11. Exercises
 #
-# 1. Re-run section 7 with $\beta = 0.01$ and $\beta = 0.03$. At which $\beta$ does hacking start within 30 iterations? Plot the final gold reward against $\beta$ (a tiny reward-KL frontier).
+# 1. Re-run section 8 with $\beta = 0.01$ and $\beta = 0.03$. At which $\beta$ does hacking start within 30 iterations? Plot the final gold reward against $\beta$ (a tiny reward-KL frontier).
 # 2. Set `clip_eps=10` (effectively no clipping) and `ppo_epochs=8`. What happens to `approx_kl`, `clipfrac` and the stability of the KL curve?
 # 3. Switch off advantage whitening (`ppo.advantages = lambda ro, c: losses.compute_gae(ro.rewards, ro.values, ro.mask, c.gamma, c.lam)`) and compare the learning speed. Why does the scale of the RM's scores now matter?
 # 4. Make the adaptive controller faster (`kl_horizon=50`) or slower (`kl_horizon=2000`) and describe the KL curve. What is the trade-off?
 # 5. Give the $\beta = 0$ run the *gold* reward instead (`reward="gold", kl_coef=0`). Does it still degenerate? What does that tell you about where reward hacking comes from?
+# 6. Train the fixed-$\beta$ run with `critic="separate"` (the value head on its own transformer, as in lecture 02). Compare its `explained_variance` curve, its win-rate and its run time with section 5's shared-trunk run.
+# 7. Run PPO-KL (section 7) for all 40 iterations with `ppo_kl_target=0.003` and with `0.03`. How do `ppo_kl_d`, `ppo_kl_beta` and the KL to $\pi_\text{ref}$ respond? Compare with exercise 2's PPO-clip without a working clip.
+#
+# ## 12. References
+#
+# * Schulman, Wolski, Dhariwal, Radford, Klimov (2017). *Proximal Policy Optimization Algorithms.* [arXiv:1707.06347](https://arxiv.org/abs/1707.06347): PPO-clip (eq. 7), PPO-KL and the adaptive penalty (section 4, eq. 8).
+# * Schulman, Levine, Moritz, Jordan, Abbeel (2015). *Trust Region Policy Optimization.* [arXiv:1502.05477](https://arxiv.org/abs/1502.05477).
+# * Ziegler, Stiennon, Wu, Brown, Radford, Amodei, Christiano, Irving (2019). *Fine-Tuning Language Models from Human Preferences.* [arXiv:1909.08593](https://arxiv.org/abs/1909.08593): the KL-shaped reward and the adaptive controller (section 2.2).
+# * Ouyang et al. (2022). *Training language models to follow instructions with human feedback* (InstructGPT). [arXiv:2203.02155](https://arxiv.org/abs/2203.02155): the RLHF objective (eq. 2).
+# * Stanford CME 295, lecture 5 (preference tuning and RLHF): [cme295.stanford.edu](https://cme295.stanford.edu/).

@@ -4,7 +4,7 @@
 # **Objectives.** By the end of this notebook you can
 # 1. derive the DPO loss from the KL-regularised RLHF objective, step by step, and say what each step assumes;
 # 2. check every step numerically on a problem small enough to solve exactly, including that DPO trained on Bradley-Terry preferences lands on the closed-form optimum;
-# 3. train the tiny GPT-2 with DPO and read its logs as TRL writes them: `rewards/chosen`, `rewards/rejected`, `rewards/margins`, `rewards/accuracies`, and the step-0 values (loss $\ln 2$, margins 0);
+# 3. write DPO's whole training step (batch, summed log-probs of policy and frozen reference, loss, optimiser step), check it moves the policy exactly as the library's step does, then train the tiny GPT-2 with DPO and read its logs as TRL writes them: `rewards/chosen`, `rewards/rejected`, `rewards/margins`, `rewards/accuracies`, and the step-0 values (loss $\ln 2$, margins 0);
 # 4. explain what $\beta$ does to the KL and to the validity of the text, why the chosen completions' log-probs often fall, and why log-probs must be **summed**, not averaged.
 #
 # **Prerequisites.** Lecture 01 (Bradley-Terry model and loss, preference pairs), lecture 03's RLHF objective (a reward minus $\beta$ times a KL). KL divergence, softmax, PyTorch autograd.
@@ -34,6 +34,7 @@ from alignlab.methods import dpo
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.plots import dashboard
 from alignlab.sampling import sequence_logprobs, token_logprobs
+from alignlab.training import make_optimizer, warmup_then_decay
 
 profile, device = get_profile(), get_device()
 seed_everything(0)
@@ -46,7 +47,7 @@ print(f"profile={profile.name}  device={device}")
 #
 # DPO (Rafailov et al. 2023) notices that the RLHF objective has a **closed-form optimum**, and that this optimum lets you write the reward in terms of the policy. Put that into the Bradley-Terry likelihood of lecture 01 and you get a loss on the policy alone: preference data in, tuned policy out, no reward model, no sampling during training.
 #
-# We derive it in six steps (following the lecture notes' section 8 and the RLHF/DPO notes with their appendix A.1), checking each step in code on a tiny exact problem, then train the GPT-2.
+# We derive it in six steps, following the DPO paper (Rafailov et al. 2023, [arXiv:2305.18290](https://arxiv.org/abs/2305.18290), section 4 and appendix A.1) and the DPO part of Stanford CME 295's lecture 5 on preference tuning ([cme295.stanford.edu](https://cme295.stanford.edu/)), checking each step in code on a tiny exact problem, then train the GPT-2.
 
 # %% [markdown]
 # ## 3. A problem small enough to solve exactly
@@ -67,7 +68,7 @@ plt.tight_layout(); plt.show()
 #
 # ### Step 1: the KL-regularised objective
 #
-# RLHF maximises the reward while staying close to the reference (the RLHF/DPO notes, "RL fine-tuning phase"):
+# RLHF maximises the reward while staying close to the reference (the RL fine-tuning phase of Ziegler et al. 2019, [arXiv:1909.08593](https://arxiv.org/abs/1909.08593), and of InstructGPT, Ouyang et al. 2022, [arXiv:2203.02155](https://arxiv.org/abs/2203.02155); DPO paper, eq. 3):
 #
 # $$\max_{\pi}\; \mathbb{E}_{x\sim\mathcal D,\; y\sim\pi(\cdot|x)}\big[r(x,y)\big] \;-\; \beta\, \mathbb{D}_\text{KL}\big[\pi(\cdot|x)\,\|\,\pi_\text{ref}(\cdot|x)\big].$$
 #
@@ -186,15 +187,15 @@ assert np.allclose(p_true, p_implicit)
 # %% [markdown]
 # ### Step 6: the DPO loss
 #
-# The human preference probability is now written with a policy and the reference only. Make that policy the one we train, $\pi_\theta$, and fit it to preference data $\mathcal D = \{(x, y_w, y_l)\}$ by maximum likelihood, exactly as the reward model of lecture 01 was fitted (the RLHF/DPO notes write $\pi^*$ inside this loss; in the loss it is the trainable $\pi_\theta$):
+# The human preference probability is now written with a policy and the reference only. Make that policy the one we train, $\pi_\theta$, and fit it to preference data $\mathcal D = \{(x, y_w, y_l)\}$ by maximum likelihood, exactly as the reward model of lecture 01 was fitted (DPO paper, eq. 7; write-ups that put $\pi^*$ inside this loss mean the trainable $\pi_\theta$):
 #
 # $$\mathcal L_\text{DPO}(\pi_\theta; \pi_\text{ref}) = -\,\mathbb E_{(x, y_w, y_l)\sim\mathcal D}\left[\log\sigma\!\left(\beta\log\frac{\pi_\theta(y_w|x)}{\pi_\text{ref}(y_w|x)} - \beta\log\frac{\pi_\theta(y_l|x)}{\pi_\text{ref}(y_l|x)}\right)\right].$$
 #
 # DPO is a Bradley-Terry reward model whose reward is $\hat r_\theta = \beta \log\frac{\pi_\theta}{\pi_\text{ref}}$. When the fit is perfect, $\hat r_\theta = r + \text{const}$, and by step 4 $\pi_\theta = \pi^*$: the RLHF optimum, reached without a reward model and without RL. In code, the whole method is three lines; check them against the library's `losses.dpo_loss` on random tensors:
 
 # %%
-def dpo_loss(pc, pr, rc, rr, beta):
-    chosen_rewards, rejected_rewards = beta * (pc - rc), beta * (pr - rr)   # implicit rewards
+def dpo_loss(pc, pr, ref_c, ref_r, beta):                             # policy / reference, chosen / rejected
+    chosen_rewards, rejected_rewards = beta * (pc - ref_c), beta * (pr - ref_r)   # implicit rewards
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()         # -log σ: stable form
     return loss, chosen_rewards.detach(), rejected_rewards.detach()
 
@@ -274,8 +275,8 @@ policy = copy.deepcopy(ref)
 ref.eval()
 with torch.no_grad():
     lp, lp_ref = summed_logps(policy, batch), summed_logps(ref, batch)
-loss, rc, rr = dpo_loss(lp[:B], lp[B:], lp_ref[:B], lp_ref[B:], config.beta)
-step0 = dpo.dpo_metrics(loss, rc, rr, lp[:B], lp[B:])
+loss, rew_c, rew_r = dpo_loss(lp[:B], lp[B:], lp_ref[:B], lp_ref[B:], config.beta)   # loss, implicit rewards
+step0 = dpo.dpo_metrics(loss, rew_c, rew_r, lp[:B], lp[B:])
 print({k: round(v, 4) for k, v in step0.items()}, f"  ln 2 = {math.log(2):.4f}")
 assert abs(step0["loss"] - math.log(2)) < 1e-6 and abs(step0["rewards/margins"]) < 1e-6
 print("dropout in the model config:", ref.config.resid_pdrop, ref.config.attn_pdrop, ref.config.embd_pdrop)
@@ -283,11 +284,48 @@ print("dropout in the model config:", ref.config.resid_pdrop, ref.config.attn_pd
 # %% [markdown]
 # `rewards/accuracies` (the fraction of pairs with chosen reward **strictly** above rejected, as TRL counts it) is 0 here because every pair is an exact tie. In a real run the reference log-probs are computed in other batches, so step 0 shows float noise of $10^{-6}$ and an "accuracy" that can be anything: read the margins, not the accuracy, at step 0.
 #
-# ### 5.4 Training
+# ### 5.4 One training step, written out
 #
-# `dpo.train_dpo` runs the shared loop (`training.train`): each step takes a batch of pairs, computes the policy's summed log-probs of chosen and rejected, the loss above, and one AdamW step; the shared evaluation runs five times along the way. Settings for this profile are printed above: $\beta = 0.3$, learning rate $10^{-3}$, 60 steps of 64 pairs (about two passes over the 2048 pairs).
+# This is the whole method. The reference's summed log-probs of every pair are computed **once**, before training, without gradient (`dpo.reference_logps`; here the batch's `lp_ref` from 5.3). Each step then reads a batch of pairs (B chosen rows, then B rejected rows), runs the policy on it, takes the loss of step 6, and makes one AdamW step with the gradient norm clipped (AdamW, the warm-up-then-decay schedule and the clip are `training`'s, shared by every method):
 
 # %%
+def my_dpo_step(policy, batch, ref_chosen, ref_rejected, opt, sched, beta, max_grad_norm):
+    n = len(ref_chosen)
+    logps = summed_logps(policy, batch)                        # (2n,) log π_θ(y|x), with gradient
+    loss, rew_c, rew_r = losses.dpo_loss(logps[:n], logps[n:], ref_chosen, ref_rejected, beta)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+    opt.step()
+    sched.step()                                               # linear warm-up, then linear decay
+    return loss.item()
+
+def fresh_policy():                                            # what train_dpo starts from
+    pol = copy.deepcopy(ref).requires_grad_(True).train()
+    opt = make_optimizer(pol, config.lr)
+    return pol, opt, warmup_then_decay(opt, config.steps // 10, config.steps)
+
+# %% [markdown]
+# `dpo.dpo_step` is the step `train_dpo` takes. One step of each, on two copies of the SFT model, from the same batch: every parameter must land in the same place.
+
+# %%
+mine, opt_m, sched_m = fresh_policy()
+lib, opt_l, sched_l = fresh_policy()
+loss_m = my_dpo_step(mine, batch, lp_ref[:B], lp_ref[B:], opt_m, sched_m, config.beta, config.max_grad_norm)
+stats_l = dpo.dpo_step(lib, batch, lp_ref[:B], lp_ref[B:], opt_l, config, sched_l)
+moved = max((p - q).abs().max().item() for p, q in zip(lib.parameters(), ref.parameters()))
+gap = max((p - q).abs().max().item() for p, q in zip(mine.parameters(), lib.parameters()))
+print(f"loss {loss_m:.6f} vs {stats_l['loss']:.6f}; largest weight change {moved:.2e}, largest difference between the two {gap:.1e}")
+assert moved > 1e-5 and all(torch.allclose(p, q, rtol=0, atol=1e-7) for p, q in zip(mine.parameters(), lib.parameters()))
+
+# %% [markdown]
+# ### 5.5 Training
+#
+# `dpo.train_dpo` repeats that step on the shared loop (`training.train`), walking through the pairs in a fresh random order each epoch; the shared evaluation runs five times along the way. The settings for this profile are the `DPOConfig` printed in 5.1:
+
+# %%
+print(f"β = {config.beta}, lr = {config.lr}, {config.steps} steps of {config.batch_size} pairs = "
+      f"{config.steps * config.batch_size / len(pairs):.1f} passes over the {len(pairs)} pairs")
 evaluator = Evaluator(ref, tok, profile=profile)
 policy = copy.deepcopy(ref)
 history = dpo.train_dpo(policy, ref, tok, pairs, config, evaluator)
@@ -315,7 +353,7 @@ for i in range(5):
     print(f"   DPO [{after_gold[i]:+.2f}] {after.completions[i]}")
 
 # %% [markdown]
-# ### 5.5 The implicit rewards, as TRL logs them
+# ### 5.6 The implicit rewards, as TRL logs them
 #
 # `dpo.train_dpo` logs TRL's names; each is defined once, in `alignlab.metrics` (the same table generates `docs/metrics.md`):
 
@@ -343,7 +381,7 @@ for ax in axes: ax.set_xlabel("step")
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# ### 5.6 Why the chosen log-probs often fall too
+# ### 5.7 Why the chosen log-probs often fall too
 #
 # The loss only sees the **margin** $\hat r(y_w) - \hat r(y_l)$. It is happy if the rejected completion's log-prob falls faster than the chosen one's, and in practice both often fall, so `rewards/chosen` can go negative while training works. Three reasons:
 #
@@ -382,13 +420,18 @@ for ax, key in zip(axes, ("kl", "valid_rate", "win_rate")):
 plt.tight_layout(); plt.show()
 print({b: sweep[b].final() for b in betas})
 assert sweep[min(betas)].last("kl") > sweep[max(betas)].last("kl")  # the KL term does its job
+small, main = sweep[min(betas)], sweep[config.beta]
+print(f"β = {min(betas)} against β = {config.beta}: KL {small.last('kl'):.1f} vs {main.last('kl'):.1f} nats ({small.last('kl') / main.last('kl'):.1f} times), "
+      f"valid rate {small.last('valid_rate'):.3f} vs {main.last('valid_rate'):.3f}, gold reward {small.last('gold_reward'):+.3f} vs {main.last('gold_reward'):+.3f}")
+assert small.last("kl") > 3 * main.last("kl") and small.last("valid_rate") < main.last("valid_rate") - 0.1
+assert small.last("gold_reward") < main.last("gold_reward")
 
 # %% [markdown]
 # What to read in it:
 #
 # * **KL falls as $\beta$ grows.** The KL-regularised objective says so, and the runs agree.
-# * **Small $\beta$ breaks the text.** At $\beta = 0.03$ the policy moves several times further from the reference (about 10 nats on the `quick` profile); the valid rate swings down and the gold reward with it (invalid text scores $-1$). DPO only pushes completions *in the data* up and down; it never sees what happens to the rest of the distribution, and there the tiny GPT-2 forgets its grammar. `logps/chosen` falls there too, but now the mass is going to garbage.
-# * **Large $\beta$ is safe but slow.** At $\beta = 1$ the text stays valid and close to the reference, and the win-rate gain is smaller.
+# * **Small $\beta$ breaks the text.** At $\beta = 0.03$ the policy moves several times further from the reference (the ratio is printed above, and asserted to exceed 3); the valid rate swings down and the gold reward with it (invalid text scores $-1$). DPO only pushes completions *in the data* up and down; it never sees what happens to the rest of the distribution, and there the tiny GPT-2 forgets its grammar. `logps/chosen` falls there too, but now the mass is going to garbage.
+# * **Large $\beta$ is safe but slow.** At $\beta = 1$ the text stays close to the reference (the smallest KL of the three, asserted), and the win-rate gain is smaller (printed above).
 #
 # Note that $\pi^* \propto \pi_\text{ref}\, e^{r/\beta}$ with a Bradley-Terry reward of $r = \text{gold}/\tau$ (annotator temperature $\tau = 0.1$): the annotator's noise and $\beta$ enter only through $\tau\beta$. With 60 steps we are far from $\pi^*$ for any of these $\beta$; in practice $\beta$ acts through the saturation described above.
 #
@@ -416,16 +459,18 @@ mean_run = dpo.train_dpo(copy.deepcopy(ref), ref, tok, pairs, dataclasses.replac
 dashboard(history, mean_run, title="summed (correct) vs averaged log-probs", extra=("rewards/margins",)); plt.show()
 print("summed:", history.final(), "\naveraged:", mean_run.final())
 assert mean_run.last("kl") > history.last("kl")
+for h in (history, mean_run):
+    print(f"{h.name:28s} logps/chosen at step 1 {h.rows[1]['logps/chosen']:+.2f}, rewards/margins over the first 10 steps {np.mean(h.series('rewards/margins')[1][:10]):+.4f}")
 
 # %% [markdown]
-# The averaged run drifts off like the small-$\beta$ run: the per-token mean silently shrinks $\beta$ by the completion length. (Multiplying $\beta$ by about 10 rescues it in this world, but the "reward" it learns is still a per-token average, not $\beta\log\pi/\pi_\text{ref}$ of the completion.) How to see it in the logs: `logps/chosen` of about $-2$ instead of $-20$ (per token, not per sequence), margins an order of magnitude smaller than with sums at the same $\beta$, and a KL that grows as if $\beta$ were tiny. TRL sums (its `loss_type="ipo"` averages on purpose, with its own scale of $\beta$).
+# The averaged run drifts off like the small-$\beta$ run: the per-token mean silently shrinks $\beta$ by the completion length. (Whether multiplying $\beta$ by the mean length rescues it is exercise 5; even if it does, the "reward" it learns is a per-token average, not $\beta\log\pi/\pi_\text{ref}$ of the completion.) How to see it in the logs (printed above): `logps/chosen` of a few nats instead of tens (per token, not per sequence), margins far smaller than with sums at the same $\beta$, and a KL that grows as if $\beta$ were tiny. TRL sums (its `loss_type="ipo"` averages on purpose, with its own scale of $\beta$).
 #
 # ## 8. Summary
 #
 # * The KL-regularised RLHF objective is $\beta\log Z - \beta\,\mathrm{KL}(\pi\,\|\,\pi^*)$, so its optimum is $\pi^* = \pi_\text{ref}\,e^{r/\beta}/Z$ (checked: it beats random and gradient-ascent solutions).
 # * Solving for the reward, $r = \beta\log\frac{\pi^*}{\pi_\text{ref}} + \beta\log Z$ (checked up to the constant), and $Z$ cancels inside Bradley-Terry (checked on all pairs), so preferences can be fitted by a policy directly: the DPO loss.
 # * On an exact problem DPO recovers $\pi^*$ from Bradley-Terry samples (TV below 0.02 from 200 000 pairs).
-# * On the GPT-2: step 0 gives loss $\ln 2$ and margins 0; DPO at $\beta = 0.3$ beats the SFT model on held-out prompts while keeping the text valid. Small $\beta$ drifts far and breaks the text; large $\beta$ stays close and gains less.
+# * On the GPT-2: step 0 gives loss $\ln 2$ and margins 0; DPO at the default $\beta$ beats the SFT model on held-out prompts while keeping the text valid (the headline assert of 5.5), and one step of the written-out update moves the policy exactly as the library's does. Small $\beta$ drifts far and breaks the text; large $\beta$ stays close and gains less.
 #
 # **Pitfalls, and how to see them in the logs**
 # * *Policy and reference see different inputs* (dropout on, other padding, other temperature): step-0 loss is not $\ln 2$, margins are not 0.

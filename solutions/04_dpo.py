@@ -7,7 +7,7 @@
 #
 # **Prerequisites.** Lecture 04 (the DPO derivation). Lecture 01's Bradley-Terry model. PyTorch autograd.
 #
-# **Run time.** `quick` profile (2-core CPU): about 35 s once the SFT model is cached (the first notebook you run trains it, about a minute). `full` profile (one GPU): under a minute.
+# **Run time.** `quick` profile (2-core CPU): about 35 s once the SFT model is cached (the first notebook you run trains it, about a minute). `full` profile (one GPU): not measured yet (no GPU was available when this course was built).
 #
 # **How this notebook works.** Write the body of the exercise function where it says `# YOUR CODE HERE`. The cell after it runs hidden tests against the course's reference implementation and prints ✅, or ❌ with a hint about what is wrong. Later cells use your function; they skip themselves until it is implemented. The last cell prints your score. Keep the function's name: it is what gets graded.
 
@@ -142,7 +142,7 @@ if ready("dpo_loss", dpo_loss):
     print({k: round(history.rows[0][k], 3) for k in history.final()}, "->", history.final())
 
 # %% [markdown]
-# A correct loss learns within a few dozen steps: gold reward and win-rate rise while the KL grows from 0. The valid-review rate usually dips a little: DPO pushes rejected completions down without saying where the probability mass should go, and some of it lands on text the grammar rejects (lecture 04 discusses this failure mode). A wrong sign makes the curves go the other way; a loss without β, or with a mean/sum mix-up, changes the step size.
+# A correct loss learns within a few dozen steps: gold reward and win-rate rise while the KL grows from 0. The valid-review rate usually dips a little: DPO pushes rejected completions down without saying where the probability mass should go, and some of it lands on text the grammar rejects (lecture 04 discusses this failure mode). A wrong sign makes the curves go the other way. A loss without β changes where the sigmoid saturates (lecture 04, section 6), and so what the policy learns. A batch sum instead of a mean only multiplies the gradient by the batch size, which AdamW's per-parameter normalisation all but cancels (lecture 04, section 7): the step barely changes, which is why the hidden tests check the loss's value, not just the training curves.
 
 # %%
 ### BEGIN HIDDEN TESTS

@@ -95,7 +95,7 @@ if ready("kto_loss", kto_loss):
 # **Predict** before running: does the desirable example's loss go up or down? The undesirable one's?
 #
 # <!-- ### BEGIN SOLUTION -->
-# *Answer.* The desirable example's loss goes **up**, the undesirable one's **down**. The reference point is the bar a completion is judged against: once the whole policy has drifted by $z_0$, being $r = 1$ above the reference is no longer a gain but a loss relative to the policy's typical drift. This is what keeps KTO from raising every log-ratio at once: a desirable completion must beat the *average* drift, much as DPO's chosen completion must beat the rejected one.
+# *Answer.* The desirable example's loss goes **up**, the undesirable one's **down**. The reference point is the bar a completion is judged against: once the whole policy has drifted by $z_0$, being $r = 1$ above the reference is no longer a gain but a loss relative to the policy's typical drift. This is what keeps KTO from raising every log-ratio at once: a desirable completion must beat the *average* drift, much as DPO's chosen completion must beat the rejected one. In lecture 05's runs the mechanism is inactive: on data sampled from the SFT model the mismatched estimate turns negative as soon as the policy moves, the clamp holds $z_0$ at 0, and what keeps those runs stable is the balance of $\lambda_D n_D$ against $\lambda_U n_U$. It acts when the estimate is positive, as it is on the policy's own samples (lecture 05, section 5.6).
 # <!-- ### END SOLUTION -->
 
 # %%

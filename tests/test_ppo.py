@@ -199,3 +199,101 @@ def test_ppo_config_critic_setting():
     assert ppo.PPOConfig().critic == "shared"
     with pytest.raises(ValueError, match="critic"):
         ppo.PPOConfig(critic="both")
+
+
+# ---------------------------------------------------------------------------
+# PPO-KL, the PPO paper's KL-penalty variant (Schulman et al. 2017, eq. 8)
+# ---------------------------------------------------------------------------
+
+def _random_rollout_tensors(seed=0, B=5, T=9):
+    g = torch.Generator().manual_seed(seed)
+    logp = (torch.randn(B, T, generator=g) * 0.3 - 2).requires_grad_()
+    old = torch.randn(B, T, generator=g) * 0.3 - 2
+    adv = torch.randn(B, T, generator=g)
+    mask = (torch.arange(T) >= torch.tensor([[0], [2], [4], [1], [6]])).float()  # left padding
+    return logp, old, adv, mask
+
+
+def test_ppo_kl_penalty_loss_is_eq8_on_random_tensors():
+    from alignlab import losses
+
+    logp, old, adv, mask = _random_rollout_tensors()
+    beta = 0.7
+    # junk in the padding must not leak
+    old_junk = torch.where(mask.bool(), old, torch.full_like(old, float("nan")))
+    loss, stats = losses.ppo_kl_penalty_loss(logp, old_junk, adv, mask, beta)
+    ratio = torch.exp(logp - old)
+    kl = ratio - 1 - torch.log(ratio)                     # k3 of KL(pi_old || pi_theta)
+    surrogate = ratio * adv - beta * kl                    # L^KLPEN, maximised
+    expected = -(surrogate * mask).sum() / mask.sum()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(stats["approx_kl"], (kl * mask).sum() / mask.sum())
+    g1, = torch.autograd.grad(loss, logp)
+    g2, = torch.autograd.grad(expected, logp)
+    torch.testing.assert_close(g1, g2)
+    assert (g1 * (1 - mask)).abs().sum() == 0             # no gradient into padding
+    # the KL it reports is the one ppo_clip_loss reports
+    _, clip_stats = losses.ppo_clip_loss(logp, old, adv, mask, 0.2)
+    torch.testing.assert_close(stats["approx_kl"], clip_stats["approx_kl"])
+
+
+def test_ppo_kl_penalty_loss_step0_equals_the_clip_loss():
+    from alignlab import losses
+
+    logp, _, adv, mask = _random_rollout_tensors(seed=1)
+    old = logp.detach().clone()
+    loss, stats = losses.ppo_kl_penalty_loss(logp, old, adv, mask, beta=3.0)
+    clip, _ = losses.ppo_clip_loss(logp, old, adv, mask, 0.2)
+    assert stats["approx_kl"] == 0.0 and stats["ratio_mean"] == 1.0
+    torch.testing.assert_close(loss, -(adv * mask).sum() / mask.sum())
+    g_kl, = torch.autograd.grad(loss, logp)
+    g_clip, = torch.autograd.grad(clip, logp)
+    torch.testing.assert_close(g_kl, g_clip)              # the penalty's gradient is 0 at rho = 1
+
+
+def test_ppo_kl_penalty_estimates_the_true_kl_and_its_gradient():
+    """Tokens drawn from pi_old: the mean penalty is KL(pi_old || pi_theta), and so is its gradient."""
+    from alignlab import losses
+
+    g = torch.Generator().manual_seed(0)
+    old_logits, new_logits = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    new_logits.requires_grad_()
+    log_old, log_new = old_logits.log_softmax(-1), new_logits.log_softmax(-1)
+    exact = (log_old.exp() * (log_old - log_new)).sum()
+    actions = torch.multinomial(log_old.exp(), 400_000, replacement=True, generator=g).view(400, 1000)
+    lp = log_new[actions]
+    loss, stats = losses.ppo_kl_penalty_loss(lp, log_old[actions], torch.zeros(400, 1000),
+                                             torch.ones(400, 1000), beta=1.0)
+    assert abs(loss.item() - exact.item()) < 0.01 * exact.item() + 1e-3
+    g_est, = torch.autograd.grad(loss, new_logits, retain_graph=True)
+    g_true, = torch.autograd.grad(exact, new_logits)
+    torch.testing.assert_close(g_est, g_true, atol=5e-3, rtol=0)
+
+
+def test_ppo_kl_penalty_beta_doubles_and_halves():
+    from alignlab import losses
+
+    assert losses.ppo_kl_penalty_beta(1.0, 0.001, target=0.01) == 0.5    # d < d_targ / 1.5
+    assert losses.ppo_kl_penalty_beta(1.0, 0.02, target=0.01) == 2.0     # d > 1.5 d_targ
+    for d in (0.007, 0.01, 0.0149):                                       # inside the band
+        assert losses.ppo_kl_penalty_beta(1.0, d, target=0.01) == 1.0
+    with pytest.raises(ValueError, match="kl"):
+        losses.ppo_kl_penalty_beta(1.0, float("nan"), target=0.01)
+    with pytest.raises(ValueError, match="beta"):
+        losses.ppo_kl_penalty_beta(0.0, 0.01, target=0.01)
+
+
+def test_train_ppo_kl_penalty_adapts_its_beta(tiny_lm):
+    lm, tok = tiny_lm
+    config = _config(batch_size=8, minibatch=4, max_new_tokens=8, steps=3, lr=1e-2,
+                     policy_loss="kl_penalty", ppo_kl_beta=1.0, ppo_kl_target=0.01)
+    h = ppo.train_ppo(ppo.new_policy(lm), lm, tok, gold_reward_fn, config, progress=False)
+    assert "clipfrac" not in h.rows[1]
+    for s in (1, 2):
+        d, b = h.rows[s]["ppo_kl_d"], h.rows[s]["ppo_kl_beta"]
+        assert d > 0
+        expected = b / 2 if d < 0.01 / 1.5 else b * 2 if d > 0.015 else b
+        assert h.rows[s + 1]["ppo_kl_beta"] == pytest.approx(expected)
+    assert h.rows[1]["ppo_kl_beta"] == 1.0
+    with pytest.raises(ValueError, match="policy_loss"):
+        ppo.PPOConfig(policy_loss="trpo")

@@ -279,7 +279,7 @@ def run_grpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> 
     return _run(GRPOConfig, profile, seed, overrides)
 
 
-_METRICS = ("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "clipfrac",
+_METRICS = ("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "clipfrac",
             "approx_kl", "ratio_mean", "score", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
             "kl_coef", "kl_penalty")
 _EXTRA = ("beta", "k", "steps", "completions", "clipfrac")

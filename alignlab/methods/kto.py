@@ -15,11 +15,19 @@ The method, in the order the module defines it:
    examples to make the data imbalanced.
 2. ``kl_batch``: the mismatched (prompt_i, completion_{i-1}) pairs of a batch,
    whose log-ratio averaged over the batch estimates KL(pi || pi_ref): the
-   reference point z0 (``losses.kto_z0``).
+   reference point z0 (``losses.kto_z0``). It is an approximation:
+   completion_{i-1} was written for prompt_{i-1}, it is not a sample of
+   pi(.|prompt_i). When the data were sampled from pi_ref, and if completions
+   depend little on their prompt, E[log pi(y') - log pi_ref(y')] over such
+   y' is approximately -KL(pi_ref || pi) <= 0, and the clamp holds z0 at 0 once pi has moved
+   (lecture 05 measures both estimates, section 5.6); on samples of the
+   policy itself the estimate is positive.
 3. ``train_kto``: the KTO update (``losses.kto_loss``) on the shared loop.
-4. ``train_offline_ppo``: the baseline the paper starts from, PPO-clip on fixed
-   data with the reference as the old policy and +1/-1 sequence advantages
-   (``losses.ppo_clip_loss``).
+4. ``train_offline_ppo``: a simplified version of the baseline the paper starts
+   from: PPO-clip on fixed data with the reference as the old policy and the
+   +1/-1 label as the advantage of every completion token (``losses.ppo_clip_loss``),
+   with no critic (the authors' HALOs version estimates advantages with a value
+   head and GAE, and adds a KL term).
 
 ``train_kto`` logs ``METHOD.metrics`` (bottom of this module) beside the shared evaluation:
 ``loss``, ``z0``, ``z0/unclamped``, ``rewards/desirable``, ``rewards/undesirable``,
@@ -258,7 +266,9 @@ def kl_batch(batch: Batch, pad_token_id: int = 0) -> Batch:
     ``idx = losses.mismatched_indices(B)`` = [B-1, 0, 1, ..., B-2], built from the
     token ids (no re-tokenisation), left-padded with ``pad_token_id`` (padding is masked
     out, so its value never matters). ``completion_mask`` marks the borrowed completion.
-    Its log-ratio log pi/pi_ref, averaged over rows, is the KL estimate behind z0.
+    Its log-ratio log pi/pi_ref, averaged over rows, is the KL estimate behind z0 (an
+    approximation of KL(pi || pi_ref): row i's completion was not sampled for prompt i; see
+    the module docstring).
     """
     idx = mismatched_indices(len(batch)).tolist()
     ids, attn, comp = batch.input_ids, batch.attention_mask.bool(), batch.completion_mask.bool()
@@ -424,6 +434,6 @@ METHOD = Method(
     name="kto", description="Kahneman-Tversky optimisation from binary feedback (adds desirable_fraction)",
     config=KTOConfig, run=run,
     extra_keys=("desirable_fraction", "z0", "beta", "lambda_d", "lambda_u", "n_examples"), lecture="05_kto",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "z0", "z0/unclamped",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "z0", "z0/unclamped",
              "rewards/desirable", "rewards/undesirable", "desirable_fraction"),
     smoke=dict(steps=3, n_examples=128, batch_size=32, eval_every=2, warmup_steps=1))

@@ -235,6 +235,7 @@ class ProxyEvaluator:
     def __call__(self, policy) -> dict:
         ev = self.evaluator
         batch = ev.sample(policy)  # the same draw as ev(policy): fixed seed
-        row = {**ev.judge(batch), "kl": ev.kl(policy, batch), "proxy_reward": self._mean(self.proxy, batch)}
+        row = {**ev.judge(batch), "kl": ev.kl(policy, batch), "perplexity": ev.perplexity(policy),
+               "proxy_reward": self._mean(self.proxy, batch)}
         row.update({f"proxy/{k}": self._mean(rm, batch) for k, rm in self.others.items()})
         return row

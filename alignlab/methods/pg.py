@@ -9,8 +9,9 @@ per-token rewards into advantages A_t (``advantages``), and take ONE gradient st
 
     L = -masked_mean_t( A_t * log pi(a_t|s_t) )  +  vf_coef * 0.5 * masked_mean_t( (V(s_t) - R_t)^2 )
 
-(the policy-gradient loss of the RLHF/DPO notes, L^PG = E_t[log pi(a_t|s_t) A_t], negated
-for a minimiser; the value term only for the ``gae`` baseline). One step per batch keeps
+(the policy-gradient loss L^PG = E_t[log pi(a_t|s_t) A_t] of Schulman et al. 2017, "Proximal
+policy optimization algorithms", arXiv:1707.06347, eq. 2, negated for a minimiser; REINFORCE is
+Williams 1992; the value term only for the ``gae`` baseline). One step per batch keeps
 it on-policy, so no importance ratio is needed; that is what PPO adds.
 
 Baselines (``PGConfig.baseline``):
@@ -18,7 +19,8 @@ Baselines (``PGConfig.baseline``):
 ==========  ====================================================================
 ``none``    A_t = G_t = sum_{k>=t} gamma^(k-t) r_k, the return-to-go (REINFORCE)
 ``mean``    A_t = G_t - b, b = mean of G over the batch's completion tokens (it includes
-            the episode itself: a bias of order 1/B; leave-one-out would remove it)
+            the episode itself, so the expected gradient shrinks by about (B-1)/B: a bias
+            of order 1/B; the leave-one-out mean, RLOO, would remove it)
 ``gae``     A_t = GAE(gamma, lambda) from the value head's TD errors, whitened;
             the value head regresses on R_t = A_t + V(s_t)
 ==========  ====================================================================
@@ -371,7 +373,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
 METHOD = Method(
     name="pg", description="policy gradient with a value head and GAE against the gold reward",
     config=PGConfig, run=run, extra_keys=("score", "baseline", "kl_coef", "lam", "steps"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "pg_loss",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "pg_loss",
              "vf_loss", "explained_variance", "score", "rollout_kl", "kl_penalty", "grad_var_none",
              "grad_var_mean", "grad_var_value"),
     lecture="02_policy_gradients",

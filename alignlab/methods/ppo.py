@@ -19,15 +19,24 @@ is optimised with PPO (Schulman et al. 2017). One PPO **iteration** (``ppo_itera
        loss = ppo_clip_loss(log pi, log pi_old, A, clip_eps) + vf_coef * value_loss_clipped(V, V_old, R, vf_clip)
 
    with the gradient norm clipped to ``max_grad_norm``.
-4. **KL controller**: beta for the next rollout from ``FixedKLController`` or, for PPO-KL,
-   ``AdaptiveKLController`` (beta grows when the rollout's KL is above ``kl_target``).
+4. **KL controller**: beta of the reward's KL-to-pi_ref penalty for the next rollout, from
+   ``FixedKLController`` or, with ``adaptive=True``, Ziegler et al.'s ``AdaptiveKLController``
+   (beta grows when the rollout's KL to pi_ref is above ``kl_target``).
+
+``policy_loss="kl_penalty"`` swaps the clipped surrogate for the PPO paper's other variant,
+PPO-KL (Schulman et al. 2017, eq. 8; ``losses.ppo_kl_penalty_loss``): no clip, a penalty
+``ppo_kl_beta * KL(pi_old || pi_theta)`` inside the surrogate, and after each iteration's
+updates the x2 / /2 rule (``losses.ppo_kl_penalty_beta``) on the measured KL ``d``
+(``policy_kl``) against ``ppo_kl_target``. That KL is to the policy that sampled the rollout (a trust region per
+update), not the KL to pi_ref of step 4: a run can use both.
 
 ``train_ppo`` logs ``METHOD.metrics`` (bottom of this module) beside the shared evaluation:
 per iteration, the means over its minibatch steps of ``loss``, ``pg_loss``, ``vf_loss``,
 ``clipfrac``, ``approx_kl``, ``ratio_mean``, ``vf_clipfrac`` and ``grad_norm``; the value
 head's ``explained_variance`` before the update; and the rollout's ``score``, ``rm_reward``,
 ``rollout_gold``, ``rollout_valid``, ``rollout_len``, ``rollout_kl``, ``kl_coef`` and
-``kl_penalty``. Each is defined once, with what healthy looks like, in ``alignlab.metrics``
+``kl_penalty``; with ``policy_loss="kl_penalty"`` also ``ppo_kl_beta`` and ``ppo_kl_d`` (and
+no ``clipfrac``). Each is defined once, with what healthy looks like, in ``alignlab.metrics``
 (``print(metrics.table(METHOD.metrics))``).
 """
 
@@ -46,7 +55,11 @@ from ..losses import (
     FixedKLController,
     compute_gae,
     explained_variance,
+    kl_k3,
+    masked_mean,
     ppo_clip_loss,
+    ppo_kl_penalty_beta,
+    ppo_kl_penalty_loss,
     value_loss_clipped,
     whiten,
 )
@@ -58,6 +71,7 @@ from .rl import PolicyWithValue, Rollout, gold_reward_fn, make_optimizer, new_po
 from .rm import load_reward_model, score_texts
 
 REWARDS = ("rm", "gold")
+POLICY_LOSSES = ("clip", "kl_penalty")
 
 
 @dataclass
@@ -99,6 +113,13 @@ class PPOConfig:
     (1 +- 0.2 * batch_size / kl_horizon) per iteration."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip of each update."""
+    policy_loss: str = "clip"
+    """'clip': PPO-clip (eq. 7); 'kl_penalty': the PPO paper's PPO-KL (eq. 8), no clip, a penalty
+    on KL(pi_old || pi_theta) adapted by the x2 / /2 rule (``clip_eps`` is then unused)."""
+    ppo_kl_beta: float = 1.0
+    """PPO-KL only: the initial coefficient of the KL(pi_old || pi_theta) penalty."""
+    ppo_kl_target: float = 0.01
+    """PPO-KL only: d_targ, the per-token KL(pi_old || pi_theta) an iteration's updates should reach."""
     sampling_temperature: float = 1.0
     """Sampling temperature; every log-prob (old, new, reference) is computed at it too."""
     reward: str = "rm"
@@ -119,6 +140,8 @@ class PPOConfig:
     def __post_init__(self):
         if self.critic not in ("shared", "separate"):
             raise ValueError(f"PPOConfig.critic must be 'shared' or 'separate', got {self.critic!r}")
+        if self.policy_loss not in POLICY_LOSSES:
+            raise ValueError(f"PPOConfig.policy_loss must be one of {POLICY_LOSSES}, got {self.policy_loss!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"PPOConfig.reward must be one of {REWARDS}, got {self.reward!r}")
         for name in ("gamma", "lam"):
@@ -132,7 +155,8 @@ class PPOConfig:
         if self.minibatch > self.batch_size:
             raise ValueError(f"PPOConfig.minibatch ({self.minibatch}) must be <= batch_size "
                              f"({self.batch_size}): a minibatch is a slice of one rollout")
-        for name in ("clip_eps", "vf_clip", "sampling_temperature", "lr", "kl_target"):
+        for name in ("clip_eps", "vf_clip", "sampling_temperature", "lr", "kl_target",
+                     "ppo_kl_beta", "ppo_kl_target"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
         if not self.kl_coef >= 0:
@@ -181,17 +205,23 @@ def advantages(ro: Rollout, config: PPOConfig) -> tuple[torch.Tensor, torch.Tens
 
 
 def minibatch_loss(policy: PolicyWithValue, ro: Rollout, adv: torch.Tensor,
-                   returns: torch.Tensor, idx: torch.Tensor, config: PPOConfig) -> tuple:
+                   returns: torch.Tensor, idx: torch.Tensor, config: PPOConfig,
+                   ppo_kl_beta: float | None = None) -> tuple:
     """(loss, stats) of the rows ``idx`` of rollout ``ro``, with gradient.
 
     The new log-probs and values come from the same forward pass (``PolicyWithValue``) at the
     same temperature, on the same padded rows and columns as the old ones, so before any
-    update the ratio is exactly 1.
+    update the ratio is exactly 1. ``ppo_kl_beta``: the current PPO-KL coefficient when
+    ``config.policy_loss == "kl_penalty"`` (default ``config.ppo_kl_beta``).
     """
     batch = ro.batch
     logp, values = policy(batch.input_ids[idx], batch.attention_mask[idx], config.sampling_temperature)
     mask = ro.mask[idx]
-    pg_loss, pg_stats = ppo_clip_loss(logp, ro.logprobs[idx], adv[idx], mask, config.clip_eps)
+    if config.policy_loss == "kl_penalty":
+        beta = config.ppo_kl_beta if ppo_kl_beta is None else ppo_kl_beta
+        pg_loss, pg_stats = ppo_kl_penalty_loss(logp, ro.logprobs[idx], adv[idx], mask, beta)
+    else:
+        pg_loss, pg_stats = ppo_clip_loss(logp, ro.logprobs[idx], adv[idx], mask, config.clip_eps)
     vf_loss, vf_stats = value_loss_clipped(values, ro.values[idx], returns[idx], mask,
                                            config.vf_clip)
     loss = pg_loss + config.vf_coef * vf_loss
@@ -201,13 +231,14 @@ def minibatch_loss(policy: PolicyWithValue, ro: Rollout, adv: torch.Tensor,
 
 
 def ppo_update(policy: PolicyWithValue, opt, ro: Rollout, config: PPOConfig,
-               generator: torch.Generator | None = None) -> list[dict]:
+               generator: torch.Generator | None = None,
+               ppo_kl_beta: float | None = None) -> list[dict]:
     """``ppo_epochs`` passes of shuffled minibatch steps on ``ro``; the stats of every step.
 
     ``opt``: ``make_optimizer(policy, config.lr, config.value_lr)``; ``generator`` draws each
     epoch's order (None: torch's global generator). Returns one dict per minibatch step, in
     order (the first one is taken before any update, so its ratio_mean is 1, approx_kl and
-    clipfrac 0).
+    clipfrac 0). ``ppo_kl_beta``: PPO-KL's current coefficient (``minibatch_loss``).
     """
     adv, returns = advantages(ro, config)
     policy.train()
@@ -215,11 +246,20 @@ def ppo_update(policy: PolicyWithValue, opt, ro: Rollout, config: PPOConfig,
     batches = epochs(len(ro), config.minibatch, generator)  # full minibatches, a fresh order each epoch
     for _ in range(config.ppo_epochs * (len(ro) // config.minibatch)):
         idx = torch.tensor(next(batches), device=ro.mask.device)
-        loss, stats = minibatch_loss(policy, ro, adv, returns, idx, config)
+        loss, stats = minibatch_loss(policy, ro, adv, returns, idx, config, ppo_kl_beta)
         stats["grad_norm"] = optimizer_step(loss, opt, policy, config.max_grad_norm)
         out.append(stats)
     out[0]["explained_variance"] = float(explained_variance(ro.values, returns, ro.mask))
     return out
+
+
+@torch.no_grad()
+def policy_kl(policy: PolicyWithValue, ro: Rollout, config: PPOConfig) -> float:
+    """d of PPO-KL: mean per-token k3 estimate of KL(pi_old || pi_theta) over the rollout's
+    completion tokens, after the update (pi_old: the policy that sampled ``ro``)."""
+    b = ro.batch
+    logp, _ = policy(b.input_ids, b.attention_mask, config.sampling_temperature)
+    return float(masked_mean(kl_k3(ro.logprobs, logp * ro.mask), ro.mask))
 
 
 # ---------------------------------------------------------------------------
@@ -272,15 +312,23 @@ def train_ppo(policy: PolicyWithValue, ref, tok, reward_fn, config: PPOConfig, e
     opt = make_optimizer(policy, config.lr, config.value_lr)
     ctl = kl_ctl or kl_controller(config)
     gen = torch.Generator().manual_seed(config.seed)
+    penalty = {"beta": config.ppo_kl_beta}  # PPO-KL's coefficient, adapted after each iteration
 
     def step_fn(step: int) -> dict:
         beta = ctl.beta
         ro = rollout(policy, ref, tok, cycle(prompts, config.batch_size, step), reward_fn, config,
                      seed=config.seed * 100_003 + step, kl_coef=beta)
-        updates = ppo_update(policy, opt, ro, config, gen)
+        if config.policy_loss == "kl_penalty":
+            updates = ppo_update(policy, opt, ro, config, gen, ppo_kl_beta=penalty["beta"])
+        else:
+            updates = ppo_update(policy, opt, ro, config, gen)
         metrics = {k: float(np.mean([u[k] for u in updates])) for k in updates[-1]}
         metrics["explained_variance"] = updates[0]["explained_variance"]
         metrics.update(rollout_metrics(ro, beta, rm_fn, config))
+        if config.policy_loss == "kl_penalty":
+            d = policy_kl(policy, ro, config)
+            metrics.update(ppo_kl_beta=penalty["beta"], ppo_kl_d=d)
+            penalty["beta"] = ppo_kl_penalty_beta(penalty["beta"], d, config.ppo_kl_target)
         ctl.update(ro.kl.mean().item(), len(ro))
         return metrics
 
@@ -318,7 +366,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
                                                    batch.finished))), 4),
                reward=config.reward, kl_coef=round(ctl.beta, 4),
                adaptive=config.adaptive, steps=config.steps,
-               clipfrac=round(history.last("clipfrac"), 4),
+               clipfrac=round(history.last("clipfrac"), 4) if config.policy_loss == "clip" else None,
                approx_kl=round(history.last("approx_kl"), 5))
     return out
 
@@ -327,9 +375,9 @@ METHOD = Method(
     name="ppo", description="PPO-clip RLHF against the learned reward model (adds rm_reward; --set reward=gold)",
     config=PPOConfig, run=run,
     extra_keys=("rm_reward", "reward", "kl_coef", "adaptive", "steps", "clipfrac", "approx_kl"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "pg_loss",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "pg_loss",
              "vf_loss", "clipfrac", "approx_kl", "ratio_mean", "vf_clipfrac", "explained_variance",
              "score", "rm_reward", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
-             "kl_coef", "kl_penalty"),
+             "kl_coef", "kl_penalty", "ppo_kl_beta", "ppo_kl_d"),
     lecture="03_ppo_rlhf",
     smoke=dict(steps=2, eval_every=1))

@@ -306,6 +306,17 @@ METRICS: dict[str, Metric] = {
         "batch mean of rewards/chosen - rewards/rejected",
         "0 at step 0, then grows",
         ("dpo",)),
+    "dpo_loss": Metric(
+        "with `sft_weight` > 0 only: the DPO part of `loss` (which is `dpo_loss` + `sft_weight` x "
+        "`sft_loss`, TRL's `loss_type=[\"sigmoid\", \"sft\"]`)",
+        "ln 2 at step 0, then falls",
+        ("dpo",)),
+    "sft_loss": Metric(
+        "with `sft_weight` > 0 only: mean negative log-likelihood per token of the batch's chosen "
+        "completions under the policy (TRL's `\"sft\"` loss)",
+        "starts at the SFT model's NLL of its own samples and stays near it; a steady rise means "
+        "the chosen completions are being unlearned",
+        ("dpo",)),
     "rewards/accuracies": Metric(
         "fraction of the batch's pairs with chosen reward strictly above rejected (as TRL; exact "
         "ties count 0)",

@@ -187,6 +187,43 @@ def test_dpo_loss_and_gradients_match_trl(beta):
     assert chosen_rewards.shape == (8,)
 
 
+@needs_trl
+@pytest.mark.parametrize("weight", [0.5, 1.0])
+def test_dpo_with_sft_term_matches_trl_sigmoid_plus_sft(weight):
+    """``DPOConfig.sft_weight``: DPO + w * mean chosen-token NLL is TRL's loss_type=["sigmoid", "sft"]."""
+    from alignlab.methods.dpo import chosen_token_nll
+
+    B, T, beta = 4, 6, 0.3
+    per_token = (torch.randn(2 * B, T) - 2).requires_grad_(True)
+    mask = (torch.arange(T) < torch.randint(1, T + 1, (2 * B, 1))).long()  # padded completions
+    ref = torch.randn(2 * B) * 3 - 10
+
+    logps = (per_token * mask).sum(-1)
+    loss, _, _ = L.dpo_loss(logps[:B], logps[B:], ref[:B], ref[B:], beta=beta)
+    ours = loss + weight * chosen_token_nll(logps[:B], mask[:B])
+    (g_ours,) = torch.autograd.grad(ours, per_token)
+
+    theirs_input = per_token.detach().clone().requires_grad_(True)
+
+    def model(**kwargs):
+        n = 2 * B
+        # TRL's fused head returns 0 at label -100 (outside the completion mask)
+        return SimpleNamespace(log_probs=theirs_input * mask, entropy=torch.zeros(n, T), mean_logits=torch.zeros(n, T),
+                               is_top1=torch.zeros(n, T, dtype=torch.bool))
+
+    fake_self = _fake_trainer(aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True,
+                              f_divergence_type="reverse_kl", loss_types=["sigmoid", "sft"],
+                              loss_weights=[1.0, weight], beta=beta, use_weighting=False)
+    ones = torch.ones(2 * B, T + 1, dtype=torch.long)
+    inputs = {"input_ids": ones * 5, "attention_mask": ones,
+              "completion_mask": torch.cat([torch.zeros(2 * B, 1, dtype=torch.long), mask], 1),
+              "ref_chosen_logps": ref[:B], "ref_rejected_logps": ref[B:]}
+    theirs = trl_dpo.DPOTrainer._compute_loss(fake_self, model, inputs, return_outputs=False)
+    torch.testing.assert_close(ours, theirs)
+    (g_theirs,) = torch.autograd.grad(theirs, theirs_input)
+    torch.testing.assert_close(g_ours * mask, g_theirs * mask)
+
+
 def test_dpo_step0_is_ln2_with_zero_rewards():
     pc, pr = torch.randn(4) - 10, torch.randn(4) - 10
     loss, cr, rj = L.dpo_loss(pc, pr, pc.clone(), pr.clone(), beta=0.1)

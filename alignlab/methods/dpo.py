@@ -19,7 +19,7 @@ This module has two parts:
    ``run``): the policy is a copy of the SFT model, the reference is the SFT model,
    frozen in eval mode; pairs are the SFT model's own samples labelled by the
    Bradley-Terry annotator (as in lecture 01). The loop is the shared
-   ``training.train``.
+   ``training.train``; one update of it is ``dpo_step``.
 
 ``train_dpo`` logs ``METHOD.metrics`` (bottom of this module), with TRL's DPOTrainer names,
 per batch of pairs: ``loss``, ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
@@ -259,6 +259,9 @@ class DPOConfig:
     """Gradient clipping (global norm)."""
     average_logps: bool = False
     """Use the per-token MEAN log-prob instead of the sum (a pitfall, for the notebook)."""
+    sft_weight: float = 0.0
+    """Weight of an SFT term, the mean token NLL of the chosen completions (TRL's
+    ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, sft_weight]``; RPO, Pang et al. 2024)."""
     eval_every: int = 0
     """Evaluate every this many steps; 0 = five times over the run."""
     seed: int = 0
@@ -336,6 +339,45 @@ def dpo_metrics(loss, chosen_rewards, rejected_rewards, policy_chosen, policy_re
     }
 
 
+def dpo_step(policy, batch: Batch, ref_chosen, ref_rejected, opt, config: DPOConfig,
+             sched=None, loss_fn=None) -> dict:
+    """One DPO update (what ``train_dpo`` does each step); returns the step's metrics.
+
+    batch:        ``encode_pairs`` rows of B pairs: the B chosen rows, then the B rejected rows
+    ref_chosen:   (B,) summed reference log-probs of the chosen completions (``reference_logps``)
+    ref_rejected: (B,) the same for the rejected ones
+    opt, sched:   the AdamW optimiser of ``policy`` and its learning-rate schedule (or None)
+    loss_fn:      ``losses.dpo_loss`` (the default) or a function with its signature
+
+    Summed policy log-probs of both halves, the loss, then zero-grad, backward, gradient
+    clipping to ``config.max_grad_norm``, optimiser step, schedule step (``optimizer_step``).
+    """
+    loss_fn = loss_fn or dpo_loss
+    n = len(ref_chosen)
+    logps = sequence_logprobs(policy, batch, average=config.average_logps)
+    pc, pr = logps[:n], logps[n:]
+    loss, rc, rr = loss_fn(pc, pr, ref_chosen, ref_rejected, config.beta)
+    extra = {}
+    if config.sft_weight:  # + w * mean NLL over every chosen token of the batch (TRL's "sft" loss)
+        nll = chosen_token_nll(pc, batch.completion_mask[:n], config.average_logps)
+        extra = {"dpo_loss": loss.item(), "sft_loss": nll.item()}
+        loss = loss + config.sft_weight * nll
+    grad_norm = optimizer_step(loss, opt, policy, config.max_grad_norm, sched)
+    return {**dpo_metrics(loss, rc, rr, pc, pr), **extra, "grad_norm": grad_norm}
+
+
+def chosen_token_nll(policy_chosen_logps, chosen_completion_mask, average: bool = False):
+    """Mean negative log-prob over all chosen completion tokens of a batch (TRL's ``"sft"`` loss).
+
+    policy_chosen_logps:    (B,) log-probs of the chosen completions, summed (or averaged,
+                            ``average=True``) over their tokens, as ``sequence_logprobs`` gives
+    chosen_completion_mask: (B, T) their completion masks
+    """
+    counts = chosen_completion_mask.sum(-1).to(policy_chosen_logps.dtype)
+    summed = policy_chosen_logps * counts if average else policy_chosen_logps
+    return -summed.sum() / counts.sum()
+
+
 def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluator=None,
               eval_every: int | None = None, progress: bool = True,
               name: str | None = None, loss_fn=None) -> History:
@@ -369,11 +411,7 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
     def step_fn(step: int) -> dict:
         idx = next(batches)
         batch = full.take(_pair_rows(idx, n)).trim()
-        logps = sequence_logprobs(policy, batch, average=config.average_logps)
-        pc, pr = logps[:len(idx)], logps[len(idx):]
-        loss, rc, rr = loss_fn(pc, pr, ref_chosen[idx], ref_rejected[idx], config.beta)
-        grad_norm = optimizer_step(loss, opt, policy, config.max_grad_norm, sched)
-        return {**dpo_metrics(loss, rc, rr, pc, pr), "grad_norm": grad_norm}
+        return dpo_step(policy, batch, ref_chosen[idx], ref_rejected[idx], opt, config, sched, loss_fn)
 
     every = eval_every or config.eval_every or max(1, config.steps // 5)
     history = History(name or f"DPO β={config.beta:g}")
@@ -405,6 +443,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
 METHOD = Method(
     name="dpo", description="direct preference optimisation on SFT pairs (adds beta)",
     config=DPOConfig, run=run, extra_keys=("beta", "loss", "reward_accuracy"), lecture="04_dpo",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "rewards/chosen",
-             "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"),
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm",
+             "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+             "logps/rejected", "dpo_loss", "sft_loss"),
     smoke=dict(steps=3, n_pairs=64, batch_size=16))

@@ -24,8 +24,9 @@ import sys
 import time
 
 from . import config as config_mod
-from . import metrics
-from .course import exercises, grading, notebooks
+from . import metrics, sweep
+from .bench import add_parser as add_bench_parser
+from .course import exercises, grading, notebooks, site
 from .course.runner import run_course
 from .methods import REGISTRY
 from .models import PROFILES, get_profile
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     exercises.add_parser(sub)
     grading.add_parser(sub)
+    sweep.add_parser(sub)
+    site.add_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 

@@ -10,6 +10,12 @@
 
 ``load_sft()`` returns the cached SFT model, training it (and the tokenizer
 and base model) on first use.
+
+**Your own base model.** With ``ALIGNLAB_BASE_MODEL=/path/to/folder`` (or
+``Profile.base_model``; see ``alignlab.models``) stage 1 is skipped: the base artifact is
+that folder's causal LM and tokenizer, made ready for the course (``models.load_causal_lm``,
+``tokenizer.load_tokenizer``), and stage 2 fine-tunes it with the profile's SFT settings.
+Every cache key downstream holds the folder's content hash.
 """
 
 from __future__ import annotations
@@ -18,13 +24,21 @@ import random
 from pathlib import Path
 
 import torch
-from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from . import cache, world
-from .models import Profile, get_device, get_profile, new_lm, seed_everything, settings_dict
+from .models import (
+    Profile,
+    get_device,
+    get_profile,
+    load_causal_lm,
+    new_lm,
+    seed_everything,
+    settings_dict,
+)
 from .registry import Method
 from .sampling import encode, token_logprobs
-from .tokenizer import train_tokenizer
+from .tokenizer import load_tokenizer, train_tokenizer
 from .training import History, cosine_schedule, cycle, make_optimizer, optimizer_step, train
 
 
@@ -82,6 +96,14 @@ def sft_loss(model, batch) -> torch.Tensor:
     return -(lp * mask).sum() / mask.sum()
 
 
+def sft_step(model, batch, opt, sched=None, max_norm: float = 1.0) -> dict:
+    """One SFT update on ``batch``: ``sft_loss``, then ``optimizer_step`` (zero-grad, backward,
+    clip to ``max_norm``, step, schedule). Returns the step's ``loss`` and ``grad_norm``."""
+    loss = sft_loss(model, batch)
+    grad_norm = optimizer_step(loss, opt, model, max_norm, sched)
+    return {"loss": loss.item(), "grad_norm": grad_norm}
+
+
 def finetune(model, tok, profile: Profile, seed: int = 0, progress: bool = True,
              evaluator=None, eval_every: int = 50) -> History:
     """Supervised fine-tuning of ``model`` in place, on the shared loop. Returns its history."""
@@ -94,9 +116,7 @@ def finetune(model, tok, profile: Profile, seed: int = 0, progress: bool = True,
 
     def step_fn(step: int) -> dict:
         batch = encode(tok, cycle(prompts, B, step), cycle(completions, B, step), device=device)
-        loss = sft_loss(model, batch)
-        grad_norm = optimizer_step(loss, opt, model, 1.0, sched)
-        return {"loss": loss.item(), "grad_norm": grad_norm}
+        return sft_step(model, batch, opt, sched)
 
     return train(model, step_fn, profile.sft_steps, evaluator, eval_every, History("sft"),
                  desc="sft", progress=progress)
@@ -107,17 +127,40 @@ def _save(folder: Path, model, tok) -> None:
     tok.save_pretrained(folder)
 
 
+def import_base(folder, profile: Profile, seed: int = 0):
+    """(model, tokenizer) of a base model folder of your own, ready for SFT (CPU, train mode).
+
+    The tokenizer is adapted to the course's contract and the model loaded with dropout off
+    (``models.load_causal_lm``); errors name what is wrong with the folder.
+    """
+    tok = load_tokenizer(folder)
+    seed_everything(seed)  # new embedding rows, if the tokenizer gained a token
+    model = load_causal_lm(folder, tok, max_len=profile.n_positions)
+    return model.train(), tok
+
+
 def load_model(folder: Path, device=None):
     """Load a cached (model, tokenizer) pair in eval mode on ``device``."""
-    model = GPT2LMHeadModel.from_pretrained(folder).to(device or get_device())
+    model = AutoModelForCausalLM.from_pretrained(folder).to(device or get_device())
     tok = PreTrainedTokenizerFast.from_pretrained(folder)
     tok.padding_side = "left"
     return model.eval(), tok
 
 
 def base_folder(profile: Profile | str | None = None, seed: int = 0, progress=True) -> Path:
-    """The cache folder of the pretrained base model (trained on first use)."""
+    """The cache folder of the pretrained base model (trained on first use).
+
+    With ``profile.base_model`` set: that model, imported (``import_base``; one for all seeds).
+    """
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
+
+    if profile.base_model is not None:  # your own model: imported, not pretrained
+        def build(tmp: Path):
+            model, tok = import_base(profile.base_model, profile)
+            _save(tmp, model, tok)
+            return {"losses": [], "base_model": profile.base_model}
+
+        return cache.get_or_build("base", _settings(profile, 0), build)
 
     def build(tmp: Path):
         model, tok, losses = pretrain(profile, seed, progress=progress)
@@ -166,4 +209,4 @@ def run_sft(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
 METHOD = Method(
     name="sft", description="pretrain + supervised fine-tune the tiny GPT-2 (the reference policy)",
     config=None, run=run_sft, lecture="00_pipeline",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm"))
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm"))

@@ -14,12 +14,20 @@ metrics; everything around the loss is written once, here:
    and evaluates the model with an evaluator (the shared ``Evaluator`` for a policy, any
    ``model -> dict`` for a reward model) at step 0, every ``eval_every`` steps and at the end,
    so every method's curves are comparable. ``History`` holds what it logs.
+5. **Where the time goes**: inside ``with timing() as t:``, ``t.seconds`` adds up the
+   seconds of each phase (``train`` marks "training" and "evaluation", ``sampling.sample``
+   marks "sampling"; ``phase(name)`` marks any other) and ``t.steps`` lists each step's
+   seconds. Outside ``timing()`` the marks cost one list check; nothing is ever timed
+   unless asked (``python -m alignlab bench`` asks).
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -190,6 +198,59 @@ class History:
         return {k: round(self.last(k), 4) for k in keys}
 
 
+# ---------------------------------------------------------------------------
+# 5. Where the time goes
+# ---------------------------------------------------------------------------
+
+
+class Timings:
+    """What ``timing()`` measured: ``seconds`` per phase, and ``steps``, each step's seconds.
+
+    A phase's seconds exclude the phases nested in it (sampling inside a PPO step counts as
+    sampling, not training), except "evaluation", which keeps everything run inside it.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.steps: list[float] = []
+        self._stack: list[list] = []  # [name, start, seconds of nested phases]
+
+
+_TIMINGS: list[Timings] = []  # the active ``timing()`` blocks, innermost last
+
+
+@contextmanager
+def timing():
+    """Measure where the time goes in the block: ``with timing() as t: ...; t.seconds``."""
+    t = Timings()
+    _TIMINGS.append(t)
+    try:
+        yield t
+    finally:
+        _TIMINGS.remove(t)
+
+
+@contextmanager
+def phase(name: str):
+    """Count the block's seconds as phase ``name`` in every active ``timing()``."""
+    active = [t for t in _TIMINGS if not (t._stack and t._stack[-1][0] == "evaluation")]
+    if not active:
+        yield
+        return
+    start = time.perf_counter()
+    for t in active:
+        t._stack.append([name, start, 0.0])
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        for t in active:
+            _, _, nested = t._stack.pop()
+            t.seconds[name] += elapsed - nested
+            if t._stack:
+                t._stack[-1][2] += elapsed
+
+
 def train(model, step_fn: Callable[[int], dict], n_steps: int, evaluator=None,
           eval_every: int = 10, history: History | None = None, desc: str = "train",
           progress: bool = True, eval_at_start: bool = True) -> History:
@@ -205,7 +266,8 @@ def train(model, step_fn: Callable[[int], dict], n_steps: int, evaluator=None,
 
     def evaluate(step: int) -> dict:
         was_training = model.training
-        row = evaluator(model)
+        with phase("evaluation"):
+            row = evaluator(model)
         model.train(was_training)
         history.log(step, **row)
         return row
@@ -214,7 +276,11 @@ def train(model, step_fn: Callable[[int], dict], n_steps: int, evaluator=None,
         evaluate(0)
     bar = tqdm(range(1, n_steps + 1), desc=desc, disable=not progress)
     for step in bar:
-        metrics = step_fn(step) or {}
+        start = time.perf_counter()
+        with phase("training"):
+            metrics = step_fn(step) or {}
+        for t in _TIMINGS:
+            t.steps.append(time.perf_counter() - start)
         loss = metrics.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise FloatingPointError(

@@ -434,6 +434,6 @@ METHOD = Method(
     name="kto", description="Kahneman-Tversky optimisation from binary feedback (adds desirable_fraction)",
     config=KTOConfig, run=run,
     extra_keys=("desirable_fraction", "z0", "beta", "lambda_d", "lambda_u", "n_examples"), lecture="05_kto",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "z0", "z0/unclamped",
-             "rewards/desirable", "rewards/undesirable", "desirable_fraction"),
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "z0",
+             "z0/unclamped", "rewards/desirable", "rewards/undesirable", "desirable_fraction"),
     smoke=dict(steps=3, n_examples=128, batch_size=32, eval_every=2, warmup_steps=1))

@@ -83,9 +83,9 @@ def test_real_runs_a_nan_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeyp
            "--profile", "micro", "--out", str(runs), "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "1 runs (0 failed)" in out.stdout
-    rows = json.loads(out.stdout.strip().splitlines()[-1])["rows"]
-    assert rows[0]["values"] == {"0": good["result"]["win_rate"]}
+    assert "runs (0 failed)" in out.stdout
+    rows = {r["headline"]: r for r in json.loads(out.stdout.strip().splitlines()[-1])["rows"]}
+    assert rows["DPO: win-rate"]["values"] == {"0": good["result"]["win_rate"]}
     assert json.loads((runs / f"{specs[1].name}.json").read_text())["started"] == good["started"]
 
 

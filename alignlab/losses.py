@@ -518,6 +518,20 @@ def compute_gae(rewards, values, mask, gamma=1.0, lam=0.95):
     return advantages, returns
 
 
+def _check_rollout(fn, logprobs, old_logprobs, advantages, mask):
+    """The checks shared by the PPO surrogates: (B, T) float tensors of one shape, finite where
+    ``mask`` is 1; returns the boolean mask."""
+    _check_float(fn, "logprobs", logprobs, ndim=2, expected="(B, T)")
+    valid = _check_mask(fn, mask, "logprobs", logprobs)
+    for name, x in [("old_logprobs", old_logprobs), ("advantages", advantages)]:
+        _check_float(fn, name, x, ndim=2, expected="(B, T)")
+        _check_same_shape(fn, "logprobs", logprobs, name, x,
+                          "tensors of the rollout and of the update were cut to different lengths.")
+    for name, x in [("logprobs", logprobs), ("old_logprobs", old_logprobs), ("advantages", advantages)]:
+        _check_finite(fn, name, x, where=valid)
+    return valid
+
+
 def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2):
     """PPO clipped surrogate policy loss (Schulman et al. 2017, eq. 7), per token.
 
@@ -542,14 +556,7 @@ def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2):
     Step 0 (logprobs == old_logprobs): ratio exactly 1, approx_kl 0, clipfrac 0, loss = -mean(A).
     """
     fn = "ppo_clip_loss"
-    _check_float(fn, "logprobs", logprobs, ndim=2, expected="(B, T)")
-    valid = _check_mask(fn, mask, "logprobs", logprobs)
-    for name, x in [("old_logprobs", old_logprobs), ("advantages", advantages)]:
-        _check_float(fn, name, x, ndim=2, expected="(B, T)")
-        _check_same_shape(fn, "logprobs", logprobs, name, x,
-                          "tensors of the rollout and of the update were cut to different lengths.")
-    for name, x in [("logprobs", logprobs), ("old_logprobs", old_logprobs), ("advantages", advantages)]:
-        _check_finite(fn, name, x, where=valid)
+    valid = _check_rollout(fn, logprobs, old_logprobs, advantages, mask)
     _check_positive(fn, "clip_eps", clip_eps)
 
     zeros = torch.zeros_like(logprobs)
@@ -598,14 +605,7 @@ def ppo_kl_penalty_loss(logprobs, old_logprobs, advantages, mask, beta):
     gradient equals `ppo_clip_loss`'s (the penalty's gradient is 0 at rho = 1).
     """
     fn = "ppo_kl_penalty_loss"
-    _check_float(fn, "logprobs", logprobs, ndim=2, expected="(B, T)")
-    valid = _check_mask(fn, mask, "logprobs", logprobs)
-    for name, x in [("old_logprobs", old_logprobs), ("advantages", advantages)]:
-        _check_float(fn, name, x, ndim=2, expected="(B, T)")
-        _check_same_shape(fn, "logprobs", logprobs, name, x,
-                          "tensors of the rollout and of the update were cut to different lengths.")
-    for name, x in [("logprobs", logprobs), ("old_logprobs", old_logprobs), ("advantages", advantages)]:
-        _check_finite(fn, name, x, where=valid)
+    valid = _check_rollout(fn, logprobs, old_logprobs, advantages, mask)
     if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"{fn}: `beta` should be a finite number >= 0, got {beta!r}.")
 

@@ -24,7 +24,7 @@ import sys
 import time
 
 from . import config as config_mod
-from . import metrics, sweep
+from . import frontier, metrics, sweep
 from .bench import add_parser as add_bench_parser
 from .course import exercises, grading, notebooks, site
 from .course.runner import run_course
@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
            "seconds": round(time.time() - t0, 1), **result}
     if not args.json:
         for k, v in out.items():
-            print(f"{k:>20}: {v}")
+            print(f"{k:>20}: {f'{len(v)} checkpoints (in the JSON line)' if k == 'evals' else v}")
     print(json.dumps(out))
     return 0
 
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     exercises.add_parser(sub)
     grading.add_parser(sub)
     sweep.add_parser(sub)
+    frontier.add_parser(sub)
     site.add_parser(sub)
     add_bench_parser(sub)
     return parser

@@ -12,6 +12,11 @@ and returns:
 * ``win_rate``: fraction of prompts where the gold judge prefers the policy's
   sample to the reference's (ties, e.g. both invalid, count 1/2).
 * ``valid_rate``: fraction of samples that are finished, valid reviews.
+* ``gold_reward_ci`` / ``win_rate_ci``: half-widths of 95 % confidence intervals for the
+  two means above, over the held-out prompts (``CI_METHOD``: mean +- 1.96 standard errors of
+  the per-prompt values; per prompt the win-rate's value is 1, 1/2 or 0). They measure the
+  evaluation's sampling noise for *this* policy; the spread over training seeds is a
+  separate, usually larger, uncertainty (the sweeps measure it by running seeds).
 * ``length``: mean completion length in words.
 * ``perplexity``: exp of the mean negative log-likelihood per completion token of a fixed
   set of held-out reference reviews (``reference_reviews``: one fresh grammar review per
@@ -33,6 +38,16 @@ from .models import get_profile
 from .sampling import Batch, encode, sample, sequence_logprobs, token_logprobs
 
 KL_ESTIMATOR = "k1: mean over y~π of Σ_t log π(y_t)/π_ref(y_t)"
+CI_METHOD = "95% normal interval over held-out prompts: mean ± 1.96 · s / √n (s: sample std, ddof 1)"
+
+
+def ci95(values) -> float:
+    """Half-width of the 95 % normal confidence interval of the mean of ``values``
+    (1.96 s / sqrt(n), s with ddof 1; 0 for fewer than two values). ``CI_METHOD``."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return 0.0
+    return float(1.96 * v.std(ddof=1) / math.sqrt(v.size))
 
 
 def win_rate(rewards: list[float], ref_rewards: list[float]) -> float:
@@ -40,8 +55,13 @@ def win_rate(rewards: list[float], ref_rewards: list[float]) -> float:
     if len(rewards) != len(ref_rewards) or not rewards:
         raise ValueError(f"win_rate: need two equal, non-empty lists, got {len(rewards)} "
                          f"and {len(ref_rewards)} rewards")
+    return float(np.mean(wins(rewards, ref_rewards)))
+
+
+def wins(rewards: list[float], ref_rewards: list[float]) -> np.ndarray:
+    """Per pair: 1 if ``rewards`` beats ``ref_rewards``, 1/2 for a tie, else 0."""
     a, b = np.asarray(rewards), np.asarray(ref_rewards)
-    return float(np.mean((a > b) + 0.5 * (a == b)))
+    return (a > b) + 0.5 * (a == b)
 
 
 def validity(batch: Batch) -> list[bool]:
@@ -104,14 +124,18 @@ class Evaluator:
                       self.temperature, seed=self.seed if seed is None else seed)
 
     def judge(self, batch: Batch) -> dict:
-        """Gold reward, win-rate, valid rate and length of samples for ``self.prompts``."""
+        """Gold reward, win-rate (each with its 95 % CI half-width), valid rate and length of
+        samples for ``self.prompts``."""
         if batch.prompts != self.prompts:
             raise ValueError("Evaluator.judge: the batch must answer the evaluator's own "
                              "prompts, in order (use evaluator.prompts)")
         rewards = gold_scores(batch)
+        won = wins(rewards, self.ref_rewards)
         return {
             "gold_reward": float(np.mean(rewards)),
+            "gold_reward_ci": ci95(rewards),
             "win_rate": win_rate(rewards, self.ref_rewards),
+            "win_rate_ci": ci95(won),
             "valid_rate": float(np.mean(validity(batch))),
             "length": float(np.mean([len(c.split()) for c in batch.completions])),
         }

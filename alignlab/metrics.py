@@ -76,7 +76,8 @@ METRICS: dict[str, Metric] = {
     "kl": Metric(
         "sequence-level KL(pi || pi_ref), estimated on y ~ pi as mean_y Σ_t [log pi(y_t | x, y_<t) "
         "- log pi_ref(y_t | x, y_<t)] (the unbiased \"k1\" estimator; both at the sampling "
-        "temperature). Best-of-N logs the analytic log N - (N - 1)/N instead (`kl_estimator`)",
+        "temperature). Best-of-N reports the analytic bound log N - (N - 1)/N here (`kl_estimator`) and "
+        "a tie-aware estimate beside it (`kl_estimate`)",
         "0 at step 0; grows with optimisation; a few nats is a modest change for 10-word "
         "reviews; a clearly negative mean means too few samples or a temperature mismatch",
         _EVALUATED, _ALL_RUNS),
@@ -89,6 +90,19 @@ METRICS: dict[str, Metric] = {
         "fraction of samples that ended with `<eos>` and are valid under the grammar",
         ">= 0.95 for the SFT model; a fall means the policy is drifting off the language "
         "(reward hacking, too small a KL penalty)",
+        _EVALUATED, _ALL_RUNS),
+    "gold_reward_ci": Metric(
+        "half-width of the 95 % confidence interval of `gold_reward` over the held-out prompts: "
+        "1.96 s / sqrt(n), s the standard deviation (ddof 1) of the n per-prompt gold scores "
+        "(`evaluation.CI_METHOD`); the interval is gold_reward +- gold_reward_ci",
+        "about 0.05-0.1 on `quick` (128 prompts); it is the evaluation's sampling noise only: "
+        "runs from different SFT seeds differ by more, which is why the sweeps run seeds",
+        _EVALUATED, _ALL_RUNS),
+    "win_rate_ci": Metric(
+        "half-width of the 95 % confidence interval of `win_rate` over the held-out prompts: "
+        "1.96 s / sqrt(n) of the per-prompt outcomes (1 win, 1/2 tie, 0 loss)",
+        "at most 1.96 * 0.5 / sqrt(n) (0.087 for 128 prompts), smaller far from 1/2; two "
+        "win-rates whose intervals overlap are not told apart by one evaluation",
         _EVALUATED, _ALL_RUNS),
     "length": Metric(
         "mean completion length in words of the evaluator's samples",
@@ -191,6 +205,13 @@ METRICS: dict[str, Metric] = {
     "kl_estimator": Metric(
         "how the JSON line's `kl` was computed when it is not the evaluator's k1 estimate",
         "best-of-N: analytic, log N - (N - 1)/N (exact without ties, an upper bound otherwise)",
+        reported_by=("bon",)),
+    "kl_estimate": Metric(
+        "best-of-N's KL(pi_BoN || pi_ref) estimated from a pool of `kl_pool` x N draws per prompt "
+        "scored by the RM (`bon.kl_estimate`): the exact KL of best-of-N drawn from the pool, minus "
+        "that value's finite-pool overshoot for distinct scores, so that it sees ties",
+        "equal to `kl` (the analytic bound) when no two draws of a prompt share a score; below it "
+        "by the mass that duplicated completions keep; never far above it",
         reported_by=("bon",)),
     # --- pg and ppo: the RL machinery -------------------------------------------------------
     "pg_loss": Metric(
@@ -380,7 +401,8 @@ METRICS["completions"] = Metric(
 
 # RLOO and GRPO (lecture 07) log the rollout and PPO-style update metrics of PPO under the
 # same definitions (for RLOO, clipfrac counts completions: its ratio is per sequence).
-_GROUP_LOGS = ("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "clipfrac",
+_GROUP_LOGS = ("gold_reward", "kl", "win_rate", "valid_rate",
+               "gold_reward_ci", "win_rate_ci", "length", "loss", "grad_norm", "clipfrac",
                "approx_kl", "ratio_mean", "score", "rollout_gold", "rollout_valid", "rollout_len",
                "rollout_kl", "kl_coef", "kl_penalty")
 for _name in _GROUP_LOGS:
@@ -388,7 +410,8 @@ for _name in _GROUP_LOGS:
     METRICS[_name] = dataclasses.replace(
         _m, logged_by=_m.logged_by + ("rloo", "grpo"),
         reported_by=_m.reported_by + (("rloo", "grpo") if _name in ("gold_reward", "kl", "win_rate",
-                                                                     "valid_rate", "clipfrac") else ()))
+                                                                     "valid_rate", "gold_reward_ci",
+                                                                     "win_rate_ci", "clipfrac") else ()))
 
 # Online DPO, BPO and VPO (lecture 06) log DPO's per-batch metrics and the shared evaluation under
 # the same definitions (for BPO the implicit rewards are measured against the behaviour snapshot),
@@ -426,12 +449,13 @@ METRICS.update({
         "typical samples; a large negative value with a falling valid rate is alpha too large",
         ("vpo",)),
 })
-for _name in ("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "rewards/chosen",
+for _name in ("gold_reward", "kl", "win_rate", "valid_rate", "gold_reward_ci", "win_rate_ci", "length", "loss",
+              "grad_norm", "rewards/chosen",
               "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
     _m = METRICS[_name]
     METRICS[_name] = dataclasses.replace(
         _m, logged_by=_m.logged_by + _ONLINE,
-        reported_by=_m.reported_by + (_ONLINE if _name in SHARED else ()))
+        reported_by=_m.reported_by + (_ONLINE if _name in (*SHARED, "gold_reward_ci", "win_rate_ci") else ()))
 
 
 def lookup(key: str) -> Metric | None:

@@ -209,4 +209,5 @@ def run_sft(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
 METHOD = Method(
     name="sft", description="pretrain + supervised fine-tune the tiny GPT-2 (the reference policy)",
     config=None, run=run_sft, lecture="00_pipeline",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm"))
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
+             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm"))

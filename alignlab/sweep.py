@@ -126,13 +126,16 @@ def load(out: Path, spec: RunSpec) -> dict | None:
 
 
 def load_records(out: Path | str) -> list[dict]:
-    """Every readable record in sweep folder ``out`` (finished and failed runs), by file name."""
+    """Every readable run record in sweep folder ``out`` (finished and failed runs), by file name;
+    other JSON files there (a sweep's ``manifest.json``) are not records."""
     records = []
     for path in sorted(Path(out).glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
+            rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a torn file is a run that did not finish: the next sweep runs it again
+        if isinstance(rec, dict) and "spec" in rec and "status" in rec:  # not e.g. manifest.json
+            records.append(rec)
     return records
 
 
@@ -158,7 +161,8 @@ def sweep(specs: list[RunSpec], out: Path | str, jobs: int = 1, retry_failed: bo
             todo.append(spec)
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="sweep", unit="run",
                disable=not progress)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # threads wait on subprocesses
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))  # threads wait on subprocesses
+    try:
         futures = {pool.submit(runner, spec, timeout): spec for spec in todo}
         for fut in as_completed(futures):
             spec = futures[fut]
@@ -168,7 +172,12 @@ def sweep(specs: list[RunSpec], out: Path | str, jobs: int = 1, retry_failed: bo
             records[spec] = rec
             bar.set_postfix_str(f"{spec.method} s{spec.seed} t{spec.threads}: {rec['status']}")
             bar.update()
-    bar.close()
+    except BaseException:  # Ctrl-C: the runs in flight got it too; the queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown()
     return [records[s] for s in specs]
 
 

@@ -169,6 +169,10 @@ def check_trainable_copy(policy, ref, who: str = "train") -> None:
 # ---------------------------------------------------------------------------
 
 
+CHECKPOINT_EXTRAS = ("gold_reward_ci", "win_rate_ci", "length", "perplexity", "kl_estimate", "n")
+"""Keys a checkpoint (``History.checkpoints``) carries besides the shared metrics, when logged."""
+
+
 class History:
     """Rows of metrics keyed by step; ``series(name)`` gives a curve to plot."""
 
@@ -194,8 +198,24 @@ class History:
         return values[-1]
 
     def final(self, keys=SHARED) -> dict:
-        """The last value of each shared metric (``metrics.SHARED``), rounded for a table."""
-        return {k: round(self.last(k), 4) for k in keys}
+        """The last value of each shared metric (``metrics.SHARED``), rounded for a table, plus
+        the confidence-interval half-widths of the last evaluation when it has them."""
+        out = {k: round(self.last(k), 4) for k in keys}
+        last = next((self.rows[s] for s in sorted(self.rows, reverse=True) if keys[0] in self.rows[s]), {})
+        out.update({k: round(last[k], 4) for k in ("gold_reward_ci", "win_rate_ci") if k in last and k not in out})
+        return out
+
+    def checkpoints(self, keys=SHARED) -> list[dict]:
+        """Every evaluation of the run: ``{"step": s, **shared metrics, **CHECKPOINT_EXTRAS}``
+        for each step that logged all of ``keys`` (what ``run --json`` reports as ``evals``:
+        the points of lecture 09's reward-KL frontier), rounded to 4 decimals."""
+        points = []
+        for s in sorted(self.rows):
+            row = self.rows[s]
+            if all(k in row for k in keys):
+                points.append({"step": s, **{k: round(row[k], 4) for k in (*keys, *CHECKPOINT_EXTRAS)
+                                             if k in row}})
+        return points
 
 
 # ---------------------------------------------------------------------------

@@ -211,6 +211,7 @@ def test_train_dpo_errors_teach(sft):
 def test_config_profiles_and_overrides():
     quick, full = dpo.DPOConfig.for_profile("quick"), dpo.DPOConfig.for_profile("full")
     assert quick.beta == full.beta and full.steps >= quick.steps and full.n_pairs > quick.n_pairs
+    assert quick.sft_weight == 0.0 and full.sft_weight == 1.0  # plain DPO breaks the full-size model
     changed = override(quick, {"beta": "0.05", "average_logps": "true"})
     assert changed.beta == 0.05 and changed.average_logps is True
     with pytest.raises(ValueError, match="valid settings"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,8 +28,16 @@ def tiny_eval(tiny_lm):
 def test_evaluator_reports_perplexity_with_the_other_keys(tiny_lm, tiny_eval):
     model, _ = tiny_lm
     row = tiny_eval(model)
-    assert set(row) == {"gold_reward", "win_rate", "valid_rate", "length", "kl", "perplexity"}
+    assert set(row) == {"gold_reward", "gold_reward_ci", "win_rate", "win_rate_ci", "valid_rate", "length", "kl",
+                        "perplexity"}
     assert row["kl"] == 0.0 and math.isfinite(row["perplexity"]) and row["perplexity"] > 1
+    # the intervals are 1.96 standard errors of the per-prompt values the means average
+    batch = tiny_eval.sample(model)
+    gold = evaluation.gold_scores(batch)
+    won = evaluation.wins(gold, tiny_eval.ref_rewards)
+    n = len(gold)
+    assert row["gold_reward_ci"] == evaluation.ci95(gold) >= 0
+    assert math.isclose(row["win_rate_ci"], 1.96 * float(np.std(won, ddof=1)) / math.sqrt(n))
 
 
 def test_perplexity_is_exp_of_the_mean_nll_of_completion_tokens(tiny_lm, tiny_eval):

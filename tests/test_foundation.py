@@ -418,4 +418,4 @@ def test_cli_help_lists_every_command():
     from alignlab import cli
 
     commands = cli.build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"run", "course", "notebooks", "exercises", "grade", "seeds", "site", "bench"}
+    assert set(commands) == {"run", "course", "notebooks", "exercises", "grade", "seeds", "site", "bench", "frontier"}

@@ -56,6 +56,13 @@ def test_every_method_runs_and_reports_the_promised_keys(name, micro_cache, caps
     for k in ("gold_reward", "kl", "win_rate", "valid_rate"):
         assert isinstance(out[k], float) and math.isfinite(out[k]), (k, out[k])
     assert 0.0 <= out["win_rate"] <= 1.0 and 0.0 <= out["valid_rate"] <= 1.0
+    assert 0.0 <= out["win_rate_ci"] <= 0.5 and out["gold_reward_ci"] >= 0.0
+    if name not in ("sft", "rm"):  # every evaluation checkpoint, for lecture 09's frontier
+        evals = out["evals"]
+        assert len(evals) >= 2 and evals[0]["kl"] == 0.0, evals[:1]  # the SFT model itself first
+        assert [e["step"] for e in evals] == sorted({e["step"] for e in evals})
+        assert {k: evals[-1][k] for k in ("gold_reward", "kl", "win_rate")} == \
+            {k: out[k] for k in ("gold_reward", "kl", "win_rate")}
     assert not metrics.undefined(logged), f"{name} logs keys not defined in alignlab.metrics: " \
                                           f"{metrics.undefined(logged)}"
     assert not metrics.undefined(method.metrics)

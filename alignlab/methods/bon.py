@@ -116,16 +116,39 @@ def bon_sweep(evaluator, candidates: Batch, rewards: torch.Tensor, ns=NS,
 
 
 
+def kl_estimate(scores, n: int) -> float:
+    """An estimate of KL(best-of-n || reference) that sees ties, from a (P, m) pool of the
+    selecting scores (m >= n draws per prompt; ``n`` of them make the best-of-n).
+
+    ``overopt.bon_kl_estimate`` computes the KL of best-of-n drawn from the pool itself, which
+    overshoots the true value for a finite pool (for m distinct scores it tends to
+    ``bon_kl(n)`` only as m grows: 1.96 against 1.83 at n = 16, m = 64). That overshoot is
+    a known function of (m, n), so it is subtracted: with no ties the estimate is exactly
+    ``bon_kl(n)``; duplicated completions (which share a score) pull it below the bound.
+    """
+    from .overopt import bon_kl_estimate
+
+    scores = torch.as_tensor(scores, dtype=torch.float64)
+    m = scores.shape[-1]
+    distinct = torch.arange(m, dtype=torch.float64).unsqueeze(0)
+    return bon_kl_estimate(scores, n) - (bon_kl_estimate(distinct, n) - bon_kl(n))
+
+
 @dataclass
 class BoNConfig(RMConfig):
     """Settings of ``run bon``: N, plus the settings of the reward model that picks the winner."""
 
     n: int = 16
     """Samples per prompt; the reward model keeps the best one."""
+    kl_pool: int = 4
+    """The KL estimate's pool: kl_pool x n draws per prompt are scored (the first n make the
+    best-of-n); 1 skips the estimate (the pool would be the selection itself)."""
 
     def __post_init__(self):
         if self.n < 1:
             raise ValueError(f"BoNConfig.n must be >= 1, got {self.n}")
+        if self.kl_pool < 1:
+            raise ValueError(f"BoNConfig.kl_pool must be >= 1, got {self.kl_pool}")
 
     def rm_config(self) -> RMConfig:
         """The reward model's part of these settings."""
@@ -135,6 +158,9 @@ class BoNConfig(RMConfig):
 def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     """CLI entry: best-of-n (``--set n=16``, default 16) under the cached RM, vs the SFT reference.
 
+    ``kl`` is the analytic bound ``bon_kl(n)`` (``kl_estimator`` says so); ``kl_estimate`` is
+    ``kl_estimate`` on a pool of ``kl_pool * n`` draws per prompt. ``evals`` holds best-of-k for
+    k = 1, 2, 4, ... up to n (nested subsets of the same draws): the points lecture 09 plots.
     Other ``--set`` keys are the reward model's (a different RM is trained and cached).
     """
     config = BoNConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
@@ -142,15 +168,24 @@ def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
     rm, _ = load_reward_model(profile, seed, config=config.rm_config(), progress=False)
     sft, tok = load_sft(profile, seed, progress=False)
     evaluator = Evaluator(sft, tok, seed=seed, profile=profile)
-    candidates = sample_candidates(sft, tok, evaluator.prompts, n, seed, evaluator.max_new_tokens)
-    batch, proxy = select_best(candidates, score_candidates(rm, candidates, len(candidates) // n), n)
-    metrics = {**evaluator.judge(batch), "kl": bon_kl(n), "rm_reward": proxy.mean().item()}
-    return {**{k: round(float(v), 4) for k, v in metrics.items()}, "n": n,
-            "kl_estimator": "analytic: log N - (N-1)/N"}
+    P = len(evaluator.prompts)
+    pool = n * config.kl_pool
+    candidates = sample_candidates(sft, tok, evaluator.prompts, pool, seed, evaluator.max_new_tokens)
+    scores = score_candidates(rm, candidates, P)
+    evals = []
+    for k in sorted({*(2 ** i for i in range(int(math.log2(n)) + 1)), n}):
+        batch, proxy = select_best(candidates, scores, k)
+        point = {**evaluator.judge(batch), "kl": bon_kl(k), "rm_reward": proxy.mean().item()}
+        if config.kl_pool > 1:
+            point["kl_estimate"] = kl_estimate(scores, k)
+        evals.append({"step": k, "n": k, **{key: round(float(v), 4) for key, v in point.items()}})
+    final = {key: v for key, v in evals[-1].items() if key not in ("step", "n")}
+    return {**final, "n": n, "kl_estimator": "analytic: log N - (N-1)/N", "evals": evals}
 
 METHOD = Method(
     name="bon", description="best-of-N sampling under the learned reward model (adds n; --set n=16)",
-    config=BoNConfig, run=run_bon, extra_keys=("n", "rm_reward", "kl_estimator"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "proxy_reward", "n"),
+    config=BoNConfig, run=run_bon, extra_keys=("n", "rm_reward", "kl_estimator", "kl_estimate"),
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
+             "gold_reward_ci", "win_rate_ci", "length", "proxy_reward", "n"),
     lecture="01_bradley_terry",
     smoke=dict(n=4, n_pairs=64, steps=4, batch_size=16, n_eval_pairs=32, eval_every=2))

@@ -261,7 +261,10 @@ class DPOConfig:
     """Use the per-token MEAN log-prob instead of the sum (a pitfall, for the notebook)."""
     sft_weight: float = 0.0
     """Weight of an SFT term, the mean token NLL of the chosen completions (TRL's
-    ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, sft_weight]``; RPO, Pang et al. 2024)."""
+    ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, sft_weight]``; RPO, Pang et al. 2024).
+    0 on ``quick``; 1 on ``full``, where plain DPO was measured to break the language (seed 0, CPU, 120
+    steps: valid rate 0.19 and win-rate 0.19 at lr 1e-3, 0.83 and 0.59 at lr 1e-4; with the SFT
+    term 0.96 and 0.77)."""
     eval_every: int = 0
     """Evaluate every this many steps; 0 = five times over the run."""
     seed: int = 0
@@ -270,7 +273,8 @@ class DPOConfig:
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> DPOConfig:
         """The defaults for ``profile`` (``quick``: 2-core CPU; ``full``: one GPU)."""
-        return for_profile(cls, profile, full=dict(steps=120, batch_size=64, n_pairs=4096), **overrides)
+        return for_profile(cls, profile, full=dict(steps=120, batch_size=64, n_pairs=4096, sft_weight=1.0),
+                           **overrides)
 
 
 _PAIRS_CACHE: dict = {}
@@ -436,14 +440,15 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     history = train_dpo(policy, ref, tok, pairs, config, evaluator, progress=False)
     out = history.final()
     out.update(beta=config.beta, loss=round(history.last("loss"), 4),
-               reward_accuracy=round(history.last("rewards/accuracies"), 4))
+               reward_accuracy=round(history.last("rewards/accuracies"), 4), evals=history.checkpoints())
     return out
 
 
 METHOD = Method(
     name="dpo", description="direct preference optimisation on SFT pairs (adds beta)",
     config=DPOConfig, run=run, extra_keys=("beta", "loss", "reward_accuracy"), lecture="04_dpo",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
+             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm",
              "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
              "logps/rejected", "dpo_loss", "sft_loss"),
     smoke=dict(steps=3, n_pairs=64, batch_size=16))

@@ -265,7 +265,7 @@ def _run(config_cls, profile: Profile, seed: int, overrides: dict | None) -> dic
     history = train_group(policy, ref, tok, config, evaluator, progress=False)
     out = history.final()
     out.update(beta=config.beta, k=config.k, steps=config.steps, completions=config.completions,
-               clipfrac=round(history.last("clipfrac"), 4))
+               clipfrac=round(history.last("clipfrac"), 4), evals=history.checkpoints())
     return out
 
 
@@ -279,7 +279,8 @@ def run_grpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> 
     return _run(GRPOConfig, profile, seed, overrides)
 
 
-_METRICS = ("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "clipfrac",
+_METRICS = ("gold_reward", "kl", "win_rate", "valid_rate",
+            "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "clipfrac",
             "approx_kl", "ratio_mean", "score", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
             "kl_coef", "kl_penalty")
 _EXTRA = ("beta", "k", "steps", "completions", "clipfrac")

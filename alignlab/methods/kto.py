@@ -427,13 +427,14 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     return {**history.final(), "desirable_fraction": round(desirable_fraction(ds), 4),
             "z0": round(history.last("z0"), 4), "beta": config.beta,
             "lambda_d": config.lambda_d, "lambda_u": config.lambda_u,
-            "n_examples": len(ds)}
+            "n_examples": len(ds), "evals": history.checkpoints()}
 
 
 METHOD = Method(
     name="kto", description="Kahneman-Tversky optimisation from binary feedback (adds desirable_fraction)",
     config=KTOConfig, run=run,
     extra_keys=("desirable_fraction", "z0", "beta", "lambda_d", "lambda_u", "n_examples"), lecture="05_kto",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "z0",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
+             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "z0",
              "z0/unclamped", "rewards/desirable", "rewards/undesirable", "desirable_fraction"),
     smoke=dict(steps=3, n_examples=128, batch_size=32, eval_every=2, warmup_steps=1))

@@ -414,7 +414,8 @@ def _run(config_cls, profile: Profile, seed: int = 0, overrides: dict | None = N
     out = history.final()
     out.update(beta=config.beta, phases=config.phases, alpha=config.alpha, n_pairs=config.n_pairs,
                labeller=config.labeller, ensemble=config.ensemble,
-               entropy=round(history.last("entropy"), 4), distinct_2=round(history.last("distinct_2"), 4))
+               entropy=round(history.last("entropy"), 4), distinct_2=round(history.last("distinct_2"), 4),
+               evals=history.checkpoints())
     return out
 
 
@@ -433,7 +434,8 @@ def run_vpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
     return _run(VPOConfig, profile, seed, overrides)
 
 
-_LOGS = ("gold_reward", "kl", "win_rate", "valid_rate", "length", "loss", "grad_norm", "rewards/chosen",
+_LOGS = ("gold_reward", "kl", "win_rate", "valid_rate",
+         "gold_reward_ci", "win_rate_ci", "length", "loss", "grad_norm", "rewards/chosen",
          "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected",
          "phase", "labelled_pairs", "entropy", "distinct_2")
 _EXTRA = ("beta", "phases", "alpha", "n_pairs", "labeller", "ensemble", "entropy", "distinct_2")

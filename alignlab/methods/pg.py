@@ -364,7 +364,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
     history = train_pg(policy, ref, tok, prompts, config, evaluator, progress=False)
     out = history.final()
     out.update(score=round(history.last("score"), 4), baseline=config.baseline,
-               kl_coef=config.kl_coef, lam=config.lam, steps=config.steps)
+               kl_coef=config.kl_coef, lam=config.lam, steps=config.steps, evals=history.checkpoints())
     if config.baseline == "gae":
         out["explained_variance"] = round(history.last("explained_variance"), 4)
     return out
@@ -373,7 +373,8 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
 METHOD = Method(
     name="pg", description="policy gradient with a value head and GAE against the gold reward",
     config=PGConfig, run=run, extra_keys=("score", "baseline", "kl_coef", "lam", "steps"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "pg_loss",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
+             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "pg_loss",
              "vf_loss", "explained_variance", "score", "rollout_kl", "kl_penalty", "grad_var_none",
              "grad_var_mean", "grad_var_value"),
     lecture="02_policy_gradients",

@@ -367,7 +367,7 @@ def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
                reward=config.reward, kl_coef=round(ctl.beta, 4),
                adaptive=config.adaptive, steps=config.steps,
                clipfrac=round(history.last("clipfrac"), 4) if config.policy_loss == "clip" else None,
-               approx_kl=round(history.last("approx_kl"), 5))
+               approx_kl=round(history.last("approx_kl"), 5), evals=history.checkpoints())
     return out
 
 
@@ -375,7 +375,8 @@ METHOD = Method(
     name="ppo", description="PPO-clip RLHF against the learned reward model (adds rm_reward; --set reward=gold)",
     config=PPOConfig, run=run,
     extra_keys=("rm_reward", "reward", "kl_coef", "adaptive", "steps", "clipfrac", "approx_kl"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate", "length", "perplexity", "loss", "grad_norm", "pg_loss",
+    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
+             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "pg_loss",
              "vf_loss", "clipfrac", "approx_kl", "ratio_mean", "vf_clipfrac", "explained_variance",
              "score", "rm_reward", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
              "kl_coef", "kl_penalty", "ppo_kl_beta", "ppo_kl_d"),

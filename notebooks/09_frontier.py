@@ -226,7 +226,7 @@ assert all(r["valid_rate"] < 0.85 and r["kl"] > 3 for r in loose)
 # %% [markdown]
 # ## 6. What each method costs
 #
-# Per arm and setting: the median wall time of a run (one torch thread, two runs sharing the 2-core machine, SFT model cached; it includes the run's evaluations and, for best-of-N, sampling $4N$ draws per prompt for the KL estimate), the completions the method sampled (for training, or for best-of-N at inference: $N$ per held-out prompt), and the labels it used, with their kind. Labels differ in price: an offline pair or thumb is collected once, before training; an online label is asked for while the policy trains; a true-reward score is a call to the judge for every sample, which only a world like this one has for free.
+# Per arm and setting: the median wall time of a run (one torch thread, two runs sharing the 2-core machine, SFT model cached; it includes the run's evaluations and, for best-of-N, sampling $4N$ draws per prompt for the KL estimate), the completions the method sampled (for training, or for best-of-N at inference: $N$ per held-out prompt), and the labels it used, with their kind. Labels differ in price: an offline pair or thumb is collected once, before training; an online label is asked for while the policy trains; a true-reward score is a call to the judge for every sample, which only a world like this one has for free. (Best-of-N at $N = 2$ ran first on every seed, so its runs also trained that seed's one-thread SFT model and reward model: its 127 s is mostly that; $N = 8$ and $32$ show the method's own cost.)
 
 # %%
 cost_rows = frontier.costs(records)

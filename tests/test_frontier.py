@@ -127,7 +127,7 @@ def _wait_for(predicate, timeout):
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_and_a_nan_setting_is_recorded(tmp_path):
     """Real subprocesses on the micro profile: beta = nan fails alone; Ctrl-C mid-sweep loses only
-    the run in flight; the second call trains only what is missing."""
+    the run in flight and the queued one never starts; the second call trains only what is missing."""
     env = {**os.environ, "ALIGNLAB_CACHE": os.environ.get("ALIGNLAB_MICRO_CACHE") or str(tmp_path / "cache")}
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "alignlab", "frontier", "--profile", "micro", "--methods", "dpo", "--seeds", "0,1",
@@ -135,29 +135,30 @@ def test_a_killed_sweep_resumes_and_a_nan_setting_is_recorded(tmp_path):
            "--out", str(out)]
     specs = frontier.specs([frontier.ARM["dpo"]], [0, 1], "micro", {"dpo": (float("nan"), 0.3)},
                            extra={"steps": "2", "n_pairs": "32", "batch_size": "16"})
-    files = [out / f"{s.name}.json" for s in specs]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        assert _wait_for(lambda: all(f.exists() for f in files[:3]), 300), "the first three runs never finished"
+    files = [out / f"{s.name}.json" for s in specs]  # run in this order, one at a time
+    log = open(tmp_path / "first-call.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:  # Ctrl-C while the third run trains: the fourth has not started
+        assert _wait_for(lambda: all(f.exists() for f in files[:2]), 300), "the two NaN runs never finished"
+        time.sleep(2)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the sweep and the run in flight
         proc.wait(60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    assert proc.returncode == 130, (tmp_path / "first-call.log").read_text()[-500:]
     first = {f.name: json.loads(f.read_text()) for f in files if f.exists()}
     assert [first[f.name]["status"] for f in files[:2]] == ["failed", "failed"]
     assert "beta" in first[files[0].name]["error"] and "nan" in first[files[0].name]["error"]
-    assert first[files[2].name]["status"] == "ok"
-    if files[3].exists():  # it may have finished before the signal arrived
-        pytest.skip("the last run finished before Ctrl-C reached it: nothing was left to resume")
+    assert not files[3].exists(), "the fourth run started although the sweep was interrupted"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr  # 1: the failed runs are reported, the sweep finished
     assert "4 runs (2 failed)" in done.stdout and "failed:" in done.stderr
     second = {f.name: json.loads(f.read_text()) for f in files}
-    for f in files[:3]:  # finished (and failed) runs were not run again
-        assert second[f.name]["started"] == first[f.name]["started"]
-    assert second[files[3].name]["status"] == "ok"
+    for name, rec in first.items():  # finished (and failed) runs were not run again
+        assert second[name]["started"] == rec["started"]
+    assert second[files[2].name]["status"] == second[files[3].name]["status"] == "ok"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["calls"][-1]["runs"] == 4 and manifest["calls"][-1]["environment"]["torch"]
     assert sweep.load_records(out) and len(frontier.points(sweep.load_records(out))) >= 2

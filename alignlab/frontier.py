@@ -249,24 +249,13 @@ def costs(records: list[dict], profile: str = "quick") -> list[dict]:
     out = []
     for (name, value), recs in groups.items():
         arm = ARM[name]
-        settings = {k: _cast(v) for k, v in recs[0]["spec"]["settings"].items()}
-        cfg = REGISTRY[arm.method].config.for_profile(prof, **settings)
+        cfg = override(REGISTRY[arm.method].config.for_profile(prof), recs[0]["spec"]["settings"])
         samples, labels, kind = _cost(arm, cfg, prof)
         out.append({"arm": name, "label": arm.label, "value": value, "runs": len(recs),
                     "seconds": statistics.median(r["seconds"] for r in recs),
                     "samples": samples, "labels": labels, "label_kind": kind})
     order = {a.name: i for i, a in enumerate(ARMS)}
     return sorted(out, key=lambda r: (order[r["arm"]], float(r["value"])))
-
-
-def _cast(v):
-    if isinstance(v, str):
-        for kind in (int, float):
-            try:
-                return kind(v)
-            except ValueError:
-                pass
-    return v
 
 
 def _cost(arm: Arm, cfg, prof) -> tuple[int, int, str]:

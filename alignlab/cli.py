@@ -24,13 +24,14 @@ import sys
 import time
 
 from . import config as config_mod
-from . import frontier, metrics, sweep
-from .bench import add_parser as add_bench_parser
+from . import metrics
 from .course import exercises, grading, notebooks, site
 from .course.runner import run_course
 from .methods import REGISTRY
 from .models import PROFILES, get_profile
 from .registry import Method
+from .studies import frontier, sweep
+from .studies.bench import add_parser as add_bench_parser
 
 
 class UserError(Exception):

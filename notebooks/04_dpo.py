@@ -407,8 +407,8 @@ print(f"gold score: policy's samples {np.mean(after_gold):+.3f}, chosen in the d
 # Everything above is one SFT model (seed 0). A student who changes the seed, or whose machine uses another number of torch threads (which trains a slightly different SFT model), gets another one. `python -m alignlab seeds` runs each lecture's headline on SFT seeds 0-4 with 1 and 2 threads, one `python -m alignlab run` per cell, and stores one result file per run; the files of the run that made this table are in `results/seeds/` (the command is in the README). Here are DPO's rows, next to DPO with **TRL's SFT term** added: `DPOConfig(sft_weight=1.0, steps=120)` minimises $\mathcal{L}_	ext{DPO} + w \cdot 	ext{NLL}(y_w)$, the mean negative log-likelihood per token of the chosen completions (TRL's `loss_type=["sigmoid", "sft"]`, the RPO loss of Pang et al. 2024, arXiv:2404.19733; a test checks that our loss equals TRL's).
 
 # %%
-from alignlab.sweep import headline_table, load_records
-from alignlab.sweep import markdown as seed_markdown
+from alignlab.studies.sweep import headline_table, load_records
+from alignlab.studies.sweep import markdown as seed_markdown
 
 seed_dir = next(p for p in (Path("../results/seeds"), Path("results/seeds")) if p.exists())
 seed_rows = [r for r in headline_table(load_records(seed_dir), range(5), (1, 2)) if r["lecture"] == "04" and r["n"]]

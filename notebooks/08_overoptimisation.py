@@ -32,11 +32,12 @@ from IPython.display import Markdown
 import alignlab
 from alignlab import cache
 from alignlab.evaluation import Evaluator, gold_scores
-from alignlab.methods import bon, overopt, ppo, rl
+from alignlab.methods import bon, ppo, rl
 from alignlab.methods.rm import rm_folder
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.pipeline import load_sft
 from alignlab.sampling import Batch, sample
+from alignlab.studies import overopt
 
 SEED = 0  # the SFT model (and the proxies trained on its samples); try 1 or 2
 t_start = time.time()

@@ -33,8 +33,9 @@ import numpy as np
 from IPython.display import Markdown
 
 import alignlab
-from alignlab import evaluation, frontier, sweep
+from alignlab import evaluation
 from alignlab.course.widgets import interact
+from alignlab.studies import frontier, sweep
 
 t_start = time.time()
 out_dir = next(p for p in (Path("../results/frontier"), Path("results/frontier")) if p.exists())

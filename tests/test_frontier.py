@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from alignlab import evaluation, frontier, sweep
+from alignlab import evaluation
+from alignlab.studies import frontier, sweep
 from alignlab.training import History
 
 

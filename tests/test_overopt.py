@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from alignlab.methods import bon, overopt, rm
+from alignlab.methods import bon, rm
+from alignlab.studies import overopt
 
 
 def brute_force_bon(selector, values, n):

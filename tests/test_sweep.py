@@ -1,4 +1,4 @@
-"""The resumable sweep (``alignlab.sweep``) and ``python -m alignlab seeds``."""
+"""The resumable sweep (``alignlab.studies.sweep``) and ``python -m alignlab seeds``."""
 
 import json
 import os
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from alignlab import sweep
-from alignlab.sweep import RunSpec
+from alignlab.studies import sweep
+from alignlab.studies.sweep import RunSpec
 
 
 def fake_runner(calls, fail=()):

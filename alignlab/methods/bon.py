@@ -16,6 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..evaluation import Evaluator
@@ -116,18 +117,98 @@ def bon_sweep(evaluator, candidates: Batch, rewards: torch.Tensor, ns=NS,
 
 
 
+def bon_weights(m: int, n: int) -> torch.Tensor:
+    """(m,) P(the i-th smallest of m pooled samples is the best of a uniform random n-subset).
+
+        w_i = C(i, n - 1) / C(m, n),   i = 0 .. m - 1   (0 for i < n - 1; they sum to 1)
+
+    so that sum_i w_i f(y_(i)) is an unbiased estimate of E[f(best of n)] when the pool is m
+    i.i.d. samples sorted by the selecting score: every n-subset of the pool is an i.i.d.
+    draw of n, and the subset's best is y_(i) in exactly C(i, n - 1) of the C(m, n) subsets.
+    n = 1 gives the plain mean; n = m gives the pool's best. Computed with lgamma (m in the
+    thousands is fine).
+    """
+    if not (isinstance(m, int) and isinstance(n, int) and 1 <= n <= m):
+        raise ValueError(f"bon_weights: need integers 1 <= n <= m, got n={n!r}, m={m!r}")
+    i = torch.arange(m, dtype=torch.float64)
+    valid = i >= n - 1
+    log_w = (torch.lgamma(i + 1) - torch.lgamma(i - n + 2).where(valid, torch.zeros(())) - math.lgamma(n)
+             - (math.lgamma(m + 1) - math.lgamma(n + 1) - math.lgamma(m - n + 1)))
+    return torch.where(valid, log_w.exp(), torch.zeros(())).float()
+
+
+def _sorted_by(selector: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    selector, values = torch.as_tensor(selector, dtype=torch.float), torch.as_tensor(values, dtype=torch.float)
+    if selector.dim() != 2 or selector.shape != values.shape:
+        raise ValueError(f"bon_estimate: `selector` and `values` must both be (P, m) (P prompts, m pooled "
+                         f"samples each), got {tuple(selector.shape)} and {tuple(values.shape)}")
+    if not torch.isfinite(selector).all():
+        raise ValueError("bon_estimate: `selector` has NaN or inf scores")
+    order = torch.sort(selector, dim=1, stable=True).indices
+    return values.gather(1, order)
+
+
+def bon_estimate(selector, values, n: int) -> float:
+    """Unbiased estimate of E_x E[values(best of n by selector)] from a (P, m) pool.
+
+    selector: (P, m) the scores that pick the winner (a proxy RM's), m samples per prompt
+    values:   (P, m) what to average over the winners (the gold score, or the proxy itself)
+    Mean over prompts of sum_i w_i values_(i) (``bon_weights``; ties in the selector are broken
+    by pool order, which is random).
+    """
+    v = _sorted_by(selector, values)
+    return float((v * bon_weights(v.shape[1], n)).sum(1).mean())
+
+
+def bon_kl_estimate(selector, n: int) -> float:
+    """Plug-in estimate of KL(best-of-n || pi_ref) from a (P, m) pool of proxy scores.
+
+    On each prompt, treat the pool as the reference distribution (each sample 1/m) and compute
+    exactly the KL of best-of-n drawn from it: a distinct score v held by c_v of the m samples
+    wins with probability p_v = [C(#<=v, n) - C(#<v, n)] / C(m, n), so
+
+        KL_hat = mean over prompts of  sum_v p_v log(p_v / (c_v / m)).
+
+    Unlike the analytic ``bon.bon_kl(n) = log n - (n-1)/n``, it sees **ties**: duplicate
+    completions share a score, and best-of-n then moves less mass than the formula assumes
+    (Beirami et al. 2024: the formula is an upper bound). With distinct scores it is close to
+    the formula for n << m and above it as n approaches m (at n = m it is log m).
+    """
+    s = torch.as_tensor(selector, dtype=torch.float64)
+    if s.dim() != 2:
+        raise ValueError(f"bon_kl_estimate: `selector` must be (P, m), got shape {tuple(s.shape)}")
+    m = s.shape[1]
+    if not 1 <= n <= m:
+        raise ValueError(f"bon_kl_estimate: need 1 <= n <= m = {m}, got n = {n}")
+
+    def log_comb(a):  # log C(a, n), -inf where a < n
+        a = torch.as_tensor(a, dtype=torch.float64)
+        ok = a >= n
+        val = torch.lgamma(a + 1) - math.lgamma(n + 1) - torch.lgamma((a - n).clamp(min=0) + 1)
+        return torch.where(ok, val, torch.full_like(a, -math.inf))
+
+    total = log_comb(torch.tensor(float(m)))
+    kls = []
+    for row in s:
+        _, counts = torch.unique_consecutive(row.sort().values, return_counts=True)
+        upto = counts.cumsum(0).double()
+        p = (log_comb(upto) - total).exp() - (log_comb(upto - counts) - total).exp()
+        q = counts.double() / m
+        keep = p > 0
+        kls.append(float((p[keep] * (p[keep] / q[keep]).log()).sum()))
+    return float(np.mean(kls))
+
+
 def kl_estimate(scores, n: int) -> float:
     """An estimate of KL(best-of-n || reference) that sees ties, from a (P, m) pool of the
     selecting scores (m >= n draws per prompt; ``n`` of them make the best-of-n).
 
-    ``overopt.bon_kl_estimate`` computes the KL of best-of-n drawn from the pool itself, which
+    ``bon_kl_estimate`` computes the KL of best-of-n drawn from the pool itself, which
     overshoots the true value for a finite pool (for m distinct scores it tends to
     ``bon_kl(n)`` only as m grows: 1.96 against 1.83 at n = 16, m = 64). That overshoot is
     a known function of (m, n), so it is subtracted: with no ties the estimate is exactly
     ``bon_kl(n)``; duplicated completions (which share a score) pull it below the bound.
     """
-    from .overopt import bon_kl_estimate
-
     scores = torch.as_tensor(scores, dtype=torch.float64)
     m = scores.shape[-1]
     distinct = torch.arange(m, dtype=torch.float64).unsqueeze(0)

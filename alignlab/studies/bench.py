@@ -48,9 +48,9 @@ import warnings
 import numpy as np
 import torch
 
-from . import world
-from .models import get_profile
-from .training import phase, timing
+from .. import world
+from ..models import get_profile
+from ..training import phase, timing
 
 LECTURES = ("rm", "ppo", "dpo", "kto", "grpo")
 """The methods whose lecture runs are split into phases by default."""
@@ -192,7 +192,7 @@ def _spaced(completions):
 def bench_dpo(ref, tok, profile, seed, warmup, repeats, trl, overrides=None) -> dict:
     from datasets import Dataset
 
-    from .methods import dpo
+    from ..methods import dpo
 
     steps = warmup + repeats
     config = dpo.DPOConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
@@ -219,7 +219,7 @@ def bench_dpo(ref, tok, profile, seed, warmup, repeats, trl, overrides=None) -> 
 def bench_kto(ref, tok, profile, seed, warmup, repeats, trl, overrides=None) -> dict:
     from datasets import Dataset
 
-    from .methods import kto
+    from ..methods import kto
 
     steps = warmup + repeats
     config = kto.KTOConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
@@ -248,7 +248,7 @@ def bench_kto(ref, tok, profile, seed, warmup, repeats, trl, overrides=None) -> 
 def bench_rm(ref, tok, profile, seed, warmup, repeats, trl, overrides=None) -> dict:
     from datasets import Dataset
 
-    from .methods import rm as rm_mod
+    from ..methods import rm as rm_mod
 
     steps = warmup + repeats
     config = rm_mod.RMConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
@@ -297,7 +297,7 @@ STEP_BENCHES = {"dpo": bench_dpo, "kto": bench_kto, "rm": bench_rm}
 
 def bench_sampling(ref, tok, profile, seed, warmup, repeats) -> dict:
     """Completion tokens per second: ``sampling.sample`` against a bare ``model.generate``."""
-    from .sampling import encode, sample
+    from ..sampling import encode, sample
 
     prompts = world.make_prompts(max(64, profile.eval_prompts), "eval", seed)
     n_new = profile.max_new_tokens
@@ -331,8 +331,8 @@ def bench_sampling(ref, tok, profile, seed, warmup, repeats) -> dict:
 @contextlib.contextmanager
 def scoring_marked():
     """Count the gold judge and the reward model's scoring as the "scoring" phase."""
-    from .methods import ppo
-    from .methods import rm as rm_mod
+    from ..methods import ppo
+    from ..methods import rm as rm_mod
 
     targets = [(world, "gold_rewards"), (rm_mod, "score_texts"), (ppo, "score_texts")]
     originals = [getattr(m, name) for m, name in targets]
@@ -354,8 +354,8 @@ def scoring_marked():
 
 def lecture_phases(name: str, profile, seed: int, overrides: dict | None = None) -> dict:
     """Seconds per phase of method ``name``'s run (the reward model: trained, not loaded)."""
-    from .methods import REGISTRY, dpo
-    from .methods import rm as rm_mod
+    from ..methods import REGISTRY, dpo
+    from ..methods import rm as rm_mod
 
     dpo._PAIRS_CACHE.clear()  # its pairs are sampled inside the run, as in a fresh process
     t0 = time.perf_counter()
@@ -388,8 +388,8 @@ def run_bench(profile=None, seed: int = 0, warmup: int = 3, repeats: int = 10,
               use_trl: bool = True, log=print) -> dict:
     """The benchmark as a dict (the ``--json`` line). ``smoke``: the methods' smoke settings
     (``Method.smoke``: tiny data, for tests) in every run."""
-    from .methods import REGISTRY
-    from .pipeline import load_sft
+    from ..methods import REGISTRY
+    from ..pipeline import load_sft
 
     profile = profile if hasattr(profile, "name") else get_profile(profile)
     trl = _trl() if use_trl else None

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import cache_root, write_json_atomic
+from ..cache import cache_root, write_json_atomic
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import write_json_atomic
+from ..config import override
+from ..methods import REGISTRY
+from ..models import get_profile
 from . import sweep
-from .cache import write_json_atomic
-from .config import override
-from .methods import REGISTRY
-from .models import get_profile
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ Four pieces live here:
     rewards, the completion mask), all without gradient.
 ``token_rewards(...)``
     the per-token reward: KL penalty on every completion token, plus the sequence
-    score on the last real completion token.
+    score on the last real completion token (a pure function of ``alignlab.losses``,
+    imported here).
 ``new_policy(...)`` / ``make_optimizer(...)``
     the trainable policy (a copy of the SFT model with a value head, optionally on its
     own transformer) and its optimiser, one learning rate for the actor, one for the critic.
@@ -51,7 +52,6 @@ mask)`` then takes the value after the last real token to be 0 (the episode ende
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -59,7 +59,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import world
-from ..sampling import Batch, last_token_index, position_ids, sample, token_logprobs
+from ..losses import token_rewards  # pure, so it lives with the losses; re-exported here as rl.token_rewards
+from ..sampling import Batch, last_token_index, position_ids, sample, token_logprobs  # noqa: F401 (re-exported)
 from ..training import make_optimizer as adamw
 
 # ---------------------------------------------------------------------------
@@ -133,54 +134,7 @@ class PolicyWithValue(nn.Module):
 
 
 # ---------------------------------------------------------------------------
-# 2. Per-token rewards
-# ---------------------------------------------------------------------------
-
-def token_rewards(score, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
-                  mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
-    """(B, T) per-token rewards of the KL-regularised objective (Ziegler et al. 2019, eq. 2).
-
-    score:        (B,) sequence scores (tensor or list): the judge's or the reward model's
-    logprobs:     (B, T) log pi(a_t|s_t) of the sampled tokens (no gradient needed)
-    ref_logprobs: (B, T) log pi_ref(a_t|s_t) of the same tokens
-    mask:         (B, T) completion mask (1 on the actions, ``<eos>`` included)
-    kl_coef:      beta >= 0, the weight of the KL penalty
-
-        r_t = -beta * (log pi(a_t|s_t) - log pi_ref(a_t|s_t))        on every completion token
-            + score                                                   on the last one
-
-    The sum over t is score - beta * KL_k1(sequence), the RLHF objective of one sample.
-    Step 0 (policy == reference): only the score remains.
-    """
-    fn = "token_rewards"
-    for name, x in (("logprobs", logprobs), ("ref_logprobs", ref_logprobs)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            raise ValueError(f"{fn}: `{name}` must be a (B, T) tensor, got "
-                             f"{getattr(x, 'shape', type(x).__name__)}")
-    if logprobs.shape != ref_logprobs.shape or mask.shape != logprobs.shape:
-        raise ValueError(f"{fn}: `logprobs` {tuple(logprobs.shape)}, `ref_logprobs` "
-                         f"{tuple(ref_logprobs.shape)} and `mask` {tuple(mask.shape)} must have "
-                         "the same shape. Likely cause: one was computed on another batch.")
-    score = torch.as_tensor(score, dtype=torch.float32, device=logprobs.device)
-    if score.shape != logprobs.shape[:1]:
-        raise ValueError(f"{fn}: `score` must hold one number per row, shape "
-                         f"({logprobs.shape[0]},), got {tuple(score.shape)}")
-    if not torch.isfinite(score).all():
-        raise ValueError(f"{fn}: `score` has NaN/inf at rows "
-                         f"{(~torch.isfinite(score)).nonzero().flatten().tolist()[:5]}; the "
-                         "reward function must return finite numbers")
-    if not (isinstance(kl_coef, (int, float)) and math.isfinite(kl_coef) and kl_coef >= 0):
-        raise ValueError(f"{fn}: `kl_coef` must be a finite number >= 0, got {kl_coef!r}")
-    m = mask.float()
-    kl = torch.where(m.bool(), logprobs.float() - ref_logprobs.float(), torch.zeros_like(m))
-    rewards = -kl_coef * kl
-    rows = torch.arange(len(score), device=rewards.device)
-    rewards[rows, last_token_index(m)] += score
-    return rewards
-
-
-# ---------------------------------------------------------------------------
-# 3. Rollouts
+# 2. Rollouts
 # ---------------------------------------------------------------------------
 
 @dataclass

@@ -2,9 +2,7 @@
 (Ziegler et al. 2019, eq. 2: -beta * (log pi - log pi_ref) on every completion token, the score
 on the last one) and ``adaptive_beta`` (their sec. 2.2: a proportional controller on the KL).
 
-References: ``alignlab.methods.rl.token_rewards`` and ``alignlab.losses.AdaptiveKLController``.
-``alignlab.methods`` is imported when the cases are built (outside the check's time limit),
-not when this module is: it is slow to import and most notebooks never need it.
+References: ``alignlab.losses.token_rewards`` and ``alignlab.losses.AdaptiveKLController``.
 """
 
 from __future__ import annotations
@@ -89,11 +87,9 @@ def _reward_mistakes(score, lp, ref, mask, beta):
 
 @exercise(SET, "token_rewards")
 def _reward_cases(fn):
-    from ...methods import rl  # slow to import: only once a check of this exercise is built
-
     def case(score, lp, ref, mask, beta):
         def run():
-            want = rl.token_rewards(score, lp, ref, mask, beta)
+            want = L.token_rewards(score, lp, ref, mask, beta)
             got = fn(score.clone(), lp.clone(), ref.clone(), mask.clone(), beta)
             _expect(got, want, "the rewards", _reward_mistakes(score, lp, ref, mask, beta), _SHAPE)
         return run

@@ -1,14 +1,19 @@
-"""Command line: ``python -m alignlab {run,course,notebooks,exercises,grade}``.
+"""Command line: ``python -m alignlab COMMAND``.
 
     python -m alignlab run sft --profile quick --seed 0 --json
     python -m alignlab run dpo --set beta=0.05 --json
     python -m alignlab run dpo --help     # the method's settings, their docs and defaults
     python -m alignlab course             # execute every lecture notebook, print a table
     python -m alignlab notebooks --check  # every .ipynb in step with its percent .py source
+    python -m alignlab docs --check       # every generated docs page in step with results/
 
 ``run`` trains (or loads from the cache) one method of ``alignlab.methods.REGISTRY``,
 evaluates it with the shared evaluation, and prints as its last line one JSON object
-with at least ``registry.SHARED_KEYS``.
+with at least ``registry.SHARED_KEYS``. Its settings are built once (``registry.build_config``);
+``--seed`` is the one seed door.
+
+Each subcommand's module is imported only when that subcommand runs (``COMMANDS``), so
+``--help`` and ``notebooks --check`` start in a fraction of a second, without torch.
 
 An error a user can cause (a wrong ``--set`` name or value, a bad profile, an
 unwritable cache folder, a missing folder) prints one line on stderr and exits 2;
@@ -18,20 +23,28 @@ unwritable cache folder, a missing folder) prints one line on stderr and exits 2
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import time
 
-from . import config as config_mod
-from . import metrics
-from .course import exercises, grading, notebooks, site
-from .course.runner import run_course
-from .methods import REGISTRY
-from .models import PROFILES, get_profile
-from .registry import Method
-from .studies import frontier, sweep
-from .studies.bench import add_parser as add_bench_parser
+PROFILES = ("micro", "quick", "full")
+"""The profiles' names (``alignlab.models.PROFILES``; a test holds the two equal)."""
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("alignlab.cli", "train/evaluate one method; last line is JSON"),
+    "course": ("alignlab.cli", "execute every lecture notebook headless; print a table"),
+    "notebooks": ("alignlab.cli", "rebuild every .ipynb from its percent .py source, and exercises/"),
+    "exercises": ("alignlab.course.exercises", "generate exercises/ (student notebooks) from solutions/"),
+    "grade": ("alignlab.course.grading", "grade a folder of submitted exercise notebooks into a CSV"),
+    "site": ("alignlab.course.site", "execute the lecture notebooks and build a static HTML site of them"),
+    "seeds": ("alignlab.studies.sweep", "each lecture's headline over SFT seeds and thread counts (a sweep)"),
+    "frontier": ("alignlab.studies.frontier", "every method's arms on lecture 09's reward-KL frontier (a sweep)"),
+    "bench": ("alignlab.studies.bench", "seconds per step of the course's methods against the floor"),
+    "docs": ("alignlab.studies.docs", "regenerate docs/ pages and tables from the committed results"),
+}
+"""Every subcommand: the module whose ``add_parser(sub)`` defines it, and its one-line help."""
 
 
 class UserError(Exception):
@@ -49,16 +62,21 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
+# ---------------------------------------------------------------------------
+# run, course, notebooks
+# ---------------------------------------------------------------------------
+
+
 def cmd_run(args) -> int:
-    method: Method = REGISTRY[args.method]
+    from .methods import REGISTRY
+    from .models import get_profile
+    from .registry import build_config
+
+    method = REGISTRY[args.method]
     profile = get_profile(args.profile)
-    sets = parse_sets(args.set)
-    if method.config is None and sets:
-        raise UserError(f"run {method.name} takes no --set options (got {sorted(sets)})")
-    if method.config is not None:  # check names and values before any training starts
-        config_mod.override(method.config.for_profile(profile), sets)
+    config = build_config(method, profile, args.seed, parse_sets(args.set))  # checked before training
     t0 = time.time()
-    result = method.run(profile, args.seed, sets)
+    result = method.run(profile, args.seed, config)
     out = {"method": method.name, "profile": profile.name, "seed": args.seed,
            "seconds": round(time.time() - t0, 1), **result}
     if not args.json:
@@ -68,15 +86,60 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _settings_help(method) -> str:
+    from .models import get_profile
+
+    rows = method.settings(get_profile("quick"))
+    if not rows:
+        return "This method has no settings (its sizes come from the profile)."
+    width = max(len(n) for n, *_ in rows)
+    lines = ["settings (--set KEY=VALUE; defaults of the quick profile; the seed is --seed):"]
+    for name, kind, default, doc in rows:
+        if name != "seed":
+            lines.append(f"  {name:<{width}}  {kind} = {default!r}\n  {'':<{width}}  {doc}")
+    return "\n".join(lines)
+
+
+def _add_run(sub) -> None:
+    from .methods import REGISTRY
+
+    listing = "\n".join(f"  {m.name:<11} {m.description}" for m in REGISTRY.values())
+    run = sub.add_parser("run", help=COMMANDS["run"][1],
+                         description=f"methods:\n{listing}\n\n`run METHOD --help` lists its settings.",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    methods = run.add_subparsers(dest="method", required=True, metavar="METHOD")
+    for m in REGISTRY.values():
+        p = methods.add_parser(m.name, help=m.description, description=m.description,
+                               epilog=_settings_help(m), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--profile", default=None, help="micro, quick or full (default: by device)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="the one seed: picks the SFT model, seeds the data, the batch order and the evaluation")
+        p.add_argument("--json", action="store_true", help="print only the JSON line")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting (listed below), e.g. --set beta=0.05")
+        p.set_defaults(func=cmd_run)
+
+
 def cmd_course(args) -> int:
+    from .course.runner import run_course
+
     return run_course(args.notebooks, args.out, args.profile, args.timeout)
 
 
+def _add_course(sub) -> None:
+    p = sub.add_parser("course", help=COMMANDS["course"][1])
+    p.add_argument("--notebooks", default="notebooks", help="folder of notebooks to run")
+    p.add_argument("--out", default="runs", help="where executed copies are written")
+    p.add_argument("--profile", default=None, help="quick or full (default: by device)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per notebook")
+    p.set_defaults(func=cmd_course)
+
+
 def cmd_notebooks(args) -> int:
+    from .course import exercises, notebooks
+
     if args.check:
         stale = notebooks.stale() + [f"exercises/{p}" for p in exercises.stale()]
-        if metrics.DOCS.exists() and metrics.DOCS.read_text() != metrics.markdown():
-            stale.append("docs/metrics.md")
         if stale:
             print("out of step with their sources: " + ", ".join(stale) + f"; fix with `{notebooks.FIX}`",
                   file=sys.stderr)
@@ -84,74 +147,52 @@ def cmd_notebooks(args) -> int:
         print(f"{len(notebooks.sources())} notebooks in step with their .py sources")
         return 0
     written = notebooks.write_all() + exercises.write()
-    if metrics.DOCS.read_text() != metrics.markdown():
-        written.append(metrics.write_docs())
     for p in written:
         print(f"wrote {p}")
     print(f"{len(written)} notebook(s) rebuilt")
     return 0
 
 
-def _settings_help(method: Method) -> str:
-    rows = method.settings(get_profile("quick"))
-    if not rows:
-        return "This method has no settings (its sizes come from the profile)."
-    width = max(len(n) for n, *_ in rows)
-    lines = ["settings (--set KEY=VALUE; defaults of the quick profile):"]
-    for name, kind, default, doc in rows:
-        lines.append(f"  {name:<{width}}  {kind} = {default!r}\n  {'':<{width}}  {doc}")
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m alignlab",
-        description="alignlab: train and evaluate tiny GPT-2 policies in the review world.",
-        epilog=f"Profiles: {', '.join(sorted(PROFILES))}; the default is 'full' with CUDA and "
-               "'quick' without, or $ALIGNLAB_PROFILE. The cache of trained models is in "
-               "$ALIGNLAB_CACHE (default ~/.cache/alignlab).",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    listing = "\n".join(f"  {m.name:<6} {m.description}" for m in REGISTRY.values())
-    run = sub.add_parser("run", help="train/evaluate one method; last line is JSON",
-                         description=f"methods:\n{listing}\n\n`run METHOD --help` lists its settings.",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    methods = run.add_subparsers(dest="method", required=True, metavar="METHOD")
-    for m in REGISTRY.values():
-        p = methods.add_parser(m.name, help=m.description, description=m.description,
-                               epilog=_settings_help(m), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--profile", default=None, help="quick or full (default: by device)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the SFT model, data and evaluation")
-        p.add_argument("--json", action="store_true", help="print only the JSON line")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a setting (listed below), e.g. --set beta=0.05")
-        p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("course", help="execute every lecture notebook headless; print a table")
-    p.add_argument("--notebooks", default="notebooks", help="folder of notebooks to run")
-    p.add_argument("--out", default="runs", help="where executed copies are written")
-    p.add_argument("--profile", default=None, help="quick or full (default: by device)")
-    p.add_argument("--timeout", type=int, default=900, help="seconds per notebook")
-    p.set_defaults(func=cmd_course)
-
-    p = sub.add_parser("notebooks", help="rebuild every .ipynb from its percent .py source, exercises/ "
-                                         "and docs/metrics.md")
+def _add_notebooks(sub) -> None:
+    p = sub.add_parser("notebooks", help=COMMANDS["notebooks"][1])
     p.add_argument("--check", action="store_true", help="only check; exit 1 naming the stale notebooks")
     p.set_defaults(func=cmd_notebooks)
 
-    exercises.add_parser(sub)
-    grading.add_parser(sub)
-    sweep.add_parser(sub)
-    frontier.add_parser(sub)
-    site.add_parser(sub)
-    add_bench_parser(sub)
+
+_HERE = {"run": _add_run, "course": _add_course, "notebooks": _add_notebooks}
+
+
+# ---------------------------------------------------------------------------
+# The parser: only the chosen subcommand's module is imported
+# ---------------------------------------------------------------------------
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` picks which subcommand is built in full (the others get a stub that
+    only carries their help line). Without ``argv`` every subcommand is built (slow: imports all)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m alignlab",
+        description="alignlab: train and evaluate tiny GPT-2 policies in the review world.",
+        epilog=f"Profiles: {', '.join(PROFILES)}; the default is 'full' with CUDA and "
+               "'quick' without, or $ALIGNLAB_PROFILE. The cache of trained models is in "
+               "$ALIGNLAB_CACHE (default ~/.cache/alignlab). `COMMAND --help` shows a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    for name, (module, help_line) in COMMANDS.items():
+        if argv is not None and name != chosen:
+            sub.add_parser(name, help=help_line, add_help=False)
+        elif name in _HERE:
+            _HERE[name](sub)
+        else:
+            importlib.import_module(module).add_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        args = build_parser(argv).parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt:
         print("alignlab: interrupted", file=sys.stderr)

@@ -17,7 +17,7 @@ def for_profile(cls, profile: Profile | str | None = None, full: dict | None = N
     field takes the profile's completion length. ``overrides`` go last, converted from
     strings by ``override`` (``--set steps=10``), unknown names rejected.
     """
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     sizes = {}
     if "max_new_tokens" in {f.name for f in dataclasses.fields(cls)}:
         sizes["max_new_tokens"] = profile.max_new_tokens

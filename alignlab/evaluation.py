@@ -105,7 +105,7 @@ class Evaluator:
 
     def __init__(self, reference, tokenizer, n_prompts: int | None = None, seed: int = 0,
                  temperature: float = 1.0, max_new_tokens: int | None = None, profile=None):
-        profile = get_profile(profile) if not hasattr(profile, "name") else profile
+        profile = get_profile(profile)
         self.reference, self.tokenizer, self.seed = reference, tokenizer, seed
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens or profile.max_new_tokens

@@ -34,6 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as _hf_logging
+
+# The course loads and saves tiny local models many times: keep the output to what teaches.
+_hf_logging.set_verbosity_error()
+_hf_logging.disable_progress_bar()
 
 BASE_MODEL_ENV = "ALIGNLAB_BASE_MODEL"
 """Environment variable: a local Hugging Face causal-LM folder to use as the base model."""
@@ -84,8 +89,11 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The profile called ``name``; by default ``$ALIGNLAB_PROFILE``, else by device."""
+def get_profile(name: Profile | str | None = None) -> Profile:
+    """The profile called ``name`` (a ``Profile`` is returned as it is); by default
+    ``$ALIGNLAB_PROFILE``, else by device."""
+    if isinstance(name, Profile):
+        return name
     name = name or os.environ.get("ALIGNLAB_PROFILE") or ("full" if torch.cuda.is_available()
                                                           else "quick")
     if name not in PROFILES:

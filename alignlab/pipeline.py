@@ -36,7 +36,6 @@ from .models import (
     seed_everything,
     settings_dict,
 )
-from .registry import Method
 from .sampling import encode, token_logprobs
 from .tokenizer import load_tokenizer, train_tokenizer
 from .training import History, cosine_schedule, cycle, make_optimizer, optimizer_step, train
@@ -152,7 +151,7 @@ def base_folder(profile: Profile | str | None = None, seed: int = 0, progress=Tr
 
     With ``profile.base_model`` set: that model, imported (``import_base``; one for all seeds).
     """
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
 
     if profile.base_model is not None:  # your own model: imported, not pretrained
         def build(tmp: Path):
@@ -172,7 +171,7 @@ def base_folder(profile: Profile | str | None = None, seed: int = 0, progress=Tr
 
 def sft_folder(profile: Profile | str | None = None, seed: int = 0, progress=True) -> Path:
     """The cache folder of the SFT model (trained, with its base model, on first use)."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
 
     def build(tmp: Path):
         model, tok = load_model(base_folder(profile, seed, progress))
@@ -192,22 +191,3 @@ def load_base(profile=None, seed: int = 0, device=None, progress=True):
 def load_sft(profile=None, seed: int = 0, device=None, progress=True):
     """(SFT model, tokenizer): the reference policy ``pi_ref`` of the course. Cached."""
     return load_model(sft_folder(profile, seed, progress), device)
-
-
-def run_sft(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry: train or load the SFT model and evaluate it against itself."""
-    from .evaluation import Evaluator
-
-    if overrides:
-        raise ValueError(f"run sft takes no --set options (got {sorted(overrides)}); "
-                         "its sizes come from the profile")
-    model, tok = load_sft(profile, seed, progress=False)
-    evaluator = Evaluator(model, tok, seed=seed, profile=profile)
-    return {k: round(v, 4) for k, v in evaluator(model).items()}
-
-
-METHOD = Method(
-    name="sft", description="pretrain + supervised fine-tune the tiny GPT-2 (the reference policy)",
-    config=None, run=run_sft, lecture="00_pipeline",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
-             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm"))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
 
-from .training import phase
+from .timing import phase
 
 
 @dataclass
@@ -173,7 +173,7 @@ def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 32,
     samples with ``generate_unpadded`` (the same tokens as ``model.generate``, faster);
     elsewhere with ``model.generate``.
     """
-    with phase("sampling"):  # where the time goes, inside ``training.timing()``
+    with phase("sampling"):  # where the time goes, inside ``timing.timing()``
         return _sample(model, tokenizer, prompts, max_new_tokens, temperature, seed)
 
 

@@ -14,20 +14,15 @@ metrics; everything around the loss is written once, here:
    and evaluates the model with an evaluator (the shared ``Evaluator`` for a policy, any
    ``model -> dict`` for a reward model) at step 0, every ``eval_every`` steps and at the end,
    so every method's curves are comparable. ``History`` holds what it logs.
-5. **Where the time goes**: inside ``with timing() as t:``, ``t.seconds`` adds up the
-   seconds of each phase (``train`` marks "training" and "evaluation", ``sampling.sample``
-   marks "sampling"; ``phase(name)`` marks any other) and ``t.steps`` lists each step's
-   seconds. Outside ``timing()`` the marks cost one list check; nothing is ever timed
-   unless asked (``python -m alignlab bench`` asks).
+5. **Where the time goes**: ``train`` marks its "training" and "evaluation" phases for
+   ``alignlab.timing`` (``with timing() as t:``), which the benchmark reads.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -35,6 +30,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from .metrics import SHARED
+from .timing import _TIMINGS, Timings, phase, timing  # noqa: F401 (re-exported)
 
 # ---------------------------------------------------------------------------
 # 1. The update
@@ -216,59 +212,6 @@ class History:
                 points.append({"step": s, **{k: round(row[k], 4) for k in (*keys, *CHECKPOINT_EXTRAS)
                                              if k in row}})
         return points
-
-
-# ---------------------------------------------------------------------------
-# 5. Where the time goes
-# ---------------------------------------------------------------------------
-
-
-class Timings:
-    """What ``timing()`` measured: ``seconds`` per phase, and ``steps``, each step's seconds.
-
-    A phase's seconds exclude the phases nested in it (sampling inside a PPO step counts as
-    sampling, not training), except "evaluation", which keeps everything run inside it.
-    """
-
-    def __init__(self):
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.steps: list[float] = []
-        self._stack: list[list] = []  # [name, start, seconds of nested phases]
-
-
-_TIMINGS: list[Timings] = []  # the active ``timing()`` blocks, innermost last
-
-
-@contextmanager
-def timing():
-    """Measure where the time goes in the block: ``with timing() as t: ...; t.seconds``."""
-    t = Timings()
-    _TIMINGS.append(t)
-    try:
-        yield t
-    finally:
-        _TIMINGS.remove(t)
-
-
-@contextmanager
-def phase(name: str):
-    """Count the block's seconds as phase ``name`` in every active ``timing()``."""
-    active = [t for t in _TIMINGS if not (t._stack and t._stack[-1][0] == "evaluation")]
-    if not active:
-        yield
-        return
-    start = time.perf_counter()
-    for t in active:
-        t._stack.append([name, start, 0.0])
-    try:
-        yield
-    finally:
-        elapsed = time.perf_counter() - start
-        for t in active:
-            _, _, nested = t._stack.pop()
-            t.seconds[name] += elapsed - nested
-            if t._stack:
-                t._stack[-1][2] += elapsed
 
 
 def train(model, step_fn: Callable[[int], dict], n_steps: int, evaluator=None,

@@ -351,14 +351,8 @@ assert cleanrl >= ours
 # `ppo.train_ppo` repeats the iteration on the shared training loop (`training.train`): each iteration is one rollout of `config.batch_size` fresh prompts and `ppo_epochs` passes of minibatch updates; the shared `Evaluator` measures gold reward, KL and win-rate against $\pi_\text{ref}$ on held-out prompts every `eval_every` iterations. One helper runs each configuration of this notebook:
 
 # %%
-def run_ppo(name, **overrides):
-    cfg = ppo.PPOConfig.for_profile(profile, **overrides)
-    seed_everything(cfg.seed)
-    pol = ppo.new_policy(ref, cfg.critic)
-    reward_fn = rm_fn if cfg.reward == "rm" else rl.gold_reward_fn
-    extra_rm = None if cfg.reward == "rm" else rm_fn     # also log the RM's opinion of a PPO-GT run
-    history = ppo.train_ppo(pol, ref, tok, reward_fn, cfg, evaluator, rm_fn=extra_rm, name=name)
-    return pol, history
+def run_ppo(name, **overrides):  # ppo.fit: seed, a fresh policy + value head, train_ppo (what `run ppo` does)
+    return ppo.fit(ref, tok, ppo.PPOConfig.for_profile(profile, **overrides), evaluator, rm_fn, name=name)
 
 # %% [markdown]
 # A sensible $\beta$ (`kl_coef`) and the other defaults printed in section 4: `steps` iterations, each a rollout of `batch_size` prompts and `ppo_epochs` epochs of minibatches of `minibatch` completions:

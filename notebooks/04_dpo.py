@@ -35,7 +35,6 @@ from alignlab.methods import dpo
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.plots import dashboard
 from alignlab.sampling import sequence_logprobs, token_logprobs
-from alignlab.training import make_optimizer, warmup_then_decay
 
 profile, device = get_profile(), get_device()
 seed_everything(0)
@@ -303,8 +302,7 @@ def my_dpo_step(policy, batch, ref_chosen, ref_rejected, opt, sched, beta, max_g
 
 def fresh_policy():                                            # what train_dpo starts from
     pol = copy.deepcopy(ref).requires_grad_(True).train()
-    opt = make_optimizer(pol, config.lr)
-    return pol, opt, warmup_then_decay(opt, config.steps // 10, config.steps)
+    return (pol, *dpo.optimizer(pol, config))                   # (policy, AdamW, schedule)
 
 # %% [markdown]
 # `dpo.dpo_step` is the step `train_dpo` takes. One step of each, on two copies of the SFT model, from the same batch: every parameter must land in the same place.

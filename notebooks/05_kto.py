@@ -33,7 +33,7 @@ from alignlab.methods import dpo, kto
 from alignlab.models import get_device, get_profile, seed_everything
 from alignlab.plots import dashboard
 from alignlab.sampling import encode, sequence_logprobs
-from alignlab.training import make_optimizer, optimizer_step, warmup_then_decay
+from alignlab.training import optimizer_step
 
 profile, device = get_profile(), get_device()
 seed_everything(0)
@@ -268,8 +268,7 @@ def my_kto_step(policy, batch, labels, opt, sched, config):
 
 def fresh_policy():                                                  # what train_kto starts from
     pol = copy.deepcopy(ref).requires_grad_(True).train()
-    opt = make_optimizer(pol, config.lr)
-    return pol, opt, warmup_then_decay(opt, config.warmup_steps, config.steps)
+    return (pol, *kto.optimizer(pol, config))                         # (policy, AdamW, schedule)
 
 # %% [markdown]
 # `train_kto`'s step is `kto.kto_step` (the loss, KL rows included) followed by the shared `training.optimizer_step`. One step of each, on two copies of the SFT model, from the same batch: every parameter must land in the same place.

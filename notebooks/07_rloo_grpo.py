@@ -62,10 +62,8 @@ BETA = 0.05
 
 def run_ppo(seed, **overrides):
     cfg = ppo.PPOConfig.for_profile(profile, reward="gold", kl_coef=BETA, critic="separate", seed=seed, **overrides)
-    seed_everything(seed)
-    pol = rl.new_policy(ref, critic=cfg.critic)
     t = time.time()
-    h = ppo.train_ppo(pol, ref, tok, rl.gold_reward_fn, cfg, evaluator, name="PPO (critic)", progress=False)
+    pol, h = ppo.fit(ref, tok, cfg, evaluator, name="PPO (critic)", progress=False)   # `run ppo`'s recipe
     h.seconds, h.completions = time.time() - t, cfg.steps * cfg.batch_size
     return pol, h
 

@@ -32,9 +32,9 @@ from IPython.display import Markdown
 import alignlab
 from alignlab import cache
 from alignlab.evaluation import Evaluator, gold_scores
-from alignlab.methods import bon, ppo, rl
+from alignlab.methods import bon, ppo
 from alignlab.methods.rm import rm_folder
-from alignlab.models import get_device, get_profile, seed_everything
+from alignlab.models import get_device, get_profile
 from alignlab.pipeline import load_sft
 from alignlab.sampling import Batch, sample
 from alignlab.studies import overopt
@@ -118,12 +118,10 @@ assert abs(c["kl_est"][11] / c["kl"][11] - 1) < 0.05 and abs(c["kl_est"][15] - n
 
 # %%
 def run_ppo(proxy, beta=0.0, seed=0, steps=28):
-    rm_fn = ppo.rm_reward_fn(proxies[proxy], tok)
     cfg = ppo.PPOConfig.for_profile(profile, kl_coef=beta, steps=steps, eval_every=2, seed=seed)
-    seed_everything(seed)
-    pol = rl.new_policy(ref)
     ev = overopt.ProxyEvaluator(evaluator, tok, proxies[proxy])
-    return ppo.train_ppo(pol, ref, tok, rm_fn, cfg, ev, name=f"PPO β={beta:g}, {proxy}", progress=False)
+    return ppo.fit(ref, tok, cfg, ev, ppo.rm_reward_fn(proxies[proxy], tok), name=f"PPO β={beta:g}, {proxy}",
+                   progress=False)[1]
 
 t = time.time()
 ppo_runs = {name: run_ppo(name) for name in MAIN}

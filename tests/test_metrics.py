@@ -1,9 +1,11 @@
 """One definition per metric: ``alignlab.metrics`` is the table every other place reads.
 
-docs/metrics.md is generated from it; every method's ``METHOD.metrics`` is defined in it and
-matches its ``logged_by``; a key that no entry defines is caught by ``metrics.undefined``
-(``test_registry`` applies it to what every method really logs); the shared-metric list has
-one source; notebooks display rows of the table instead of restating definitions.
+It holds definitions only: who logs and reports what is each method's declaration
+(``Method.metrics``/``reports``), read from the registry; a key that no entry defines is caught
+by ``metrics.undefined`` (``test_registry`` applies it to what every method really logs, and
+``registry.check`` to what each declares); the shared-metric list has one source; notebooks
+display rows of the table instead of restating definitions. docs/metrics.md is checked with the
+other generated pages (``tests/test_docs.py``).
 """
 
 from __future__ import annotations
@@ -20,41 +22,18 @@ from alignlab.methods import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_docs_page_is_generated_from_the_table():
-    assert metrics.DOCS == ROOT / "docs" / "metrics.md"
-    assert metrics.DOCS.read_text() == metrics.markdown(), \
-        f"docs/metrics.md is stale: regenerate it with {metrics.REGENERATE}"
-
-
-def test_every_method_declares_defined_metrics_that_match_the_table():
-    for name, method in REGISTRY.items():
-        assert method.metrics, f"{name}: METHOD.metrics is empty"
-        assert not metrics.undefined(method.metrics), \
-            f"{name} declares metrics not defined in alignlab.metrics: {metrics.undefined(method.metrics)}"
-        declared = {n for n in metrics.METRICS for k in method.metrics if metrics.lookup(k) is metrics.METRICS[n]}
-        assert declared == set(metrics.logged_by(name)), \
-            (f"{name}: METHOD.metrics and METRICS[...].logged_by disagree: only in METHOD.metrics "
-             f"{sorted(declared - set(metrics.logged_by(name)))}, only in METRICS "
-             f"{sorted(set(metrics.logged_by(name)) - declared)}")
-
-
-def test_every_metric_names_real_methods_and_says_what_healthy_is():
-    known = set(REGISTRY) | {"offline_ppo"}
-    assert set(metrics.WHERE) == known
+def test_every_metric_says_what_healthy_is_and_is_used_by_a_method():
+    used = {n for m in REGISTRY.values() for n in metrics.names((*m.metrics, *m.reports))}
     for key, m in metrics.METRICS.items():
         assert m.definition and m.healthy, key
-        assert m.logged_by or m.reported_by, f"{key}: neither logged nor reported by any method"
-        assert set(m.logged_by) <= known and set(m.reported_by) <= set(REGISTRY), key
         assert "\n" not in m.definition + m.healthy, f"{key}: one paragraph, one line per cell"
+        assert key in used, f"{key}: neither logged nor reported by any registered method"
 
 
-def test_every_json_key_is_a_defined_metric_or_a_setting():
-    for name, method in REGISTRY.items():
-        fields = {f.name for f in dataclasses.fields(method.config)} if method.config else set()
-        for key in method.extra_keys:
-            m = metrics.lookup(key)
-            assert (m is not None and name in m.reported_by) or key in fields, \
-                f"run {name} reports {key!r}: neither a metric it reports (alignlab.metrics) nor a setting"
+def test_metrics_holds_only_definitions():
+    """Who logs what is declared by each Method record, not restated in the metrics table."""
+    assert {f.name for f in dataclasses.fields(metrics.Metric)} == {"definition", "healthy"}
+    assert not hasattr(metrics, "WHERE") and not hasattr(metrics, "logged_by")
 
 
 def test_a_logged_key_that_is_not_defined_is_caught():
@@ -70,12 +49,12 @@ def test_a_logged_key_that_is_not_defined_is_caught():
         metrics.table(["vf_loss", "value_loss"])
 
 
-def test_table_shows_each_definition_once():
-    text = metrics.table(["clipfrac", "grad_var_none", "grad_var_mean"], who=True)
+def test_table_shows_each_definition_once_and_who_logs_it_from_the_registry():
+    text = metrics.table(["clipfrac", "grad_var_none", "grad_var_mean"], REGISTRY.values())
     lines = text.splitlines()
     assert lines[0] == "| metric | logged by | definition | healthy |" and len(lines) == 4
     assert "`grad_var_*`" in lines[3] and \
-        "`ppo`, `offline_ppo`, `rloo`, `grpo`; JSON: `ppo`, `rloo`, `grpo`" in lines[2]
+        "`ppo`, `offline_ppo`, `rloo`, `grpo`; JSON: `ppo`, `offline_ppo`, `rloo`, `grpo`" in lines[2]
 
 
 def test_the_shared_metrics_have_one_source():

@@ -1,7 +1,7 @@
 """Run the course headless and collect each notebook's results.
 
-A notebook publishes its headline numbers by calling ``report(...)`` in its
-last cell; that prints one line ``ALIGNLAB_RESULT {json}``. ``run_course``
+A notebook publishes its headline numbers by calling ``alignlab.report(...)`` in its
+last cell; that prints one line ``ALIGNLAB_RESULT {json}`` (``alignlab.report``). ``run_course``
 executes every notebook in a folder with ``nbclient`` (a fresh kernel each),
 times it, reads those lines back and prints one row per notebook.
 """
@@ -14,21 +14,9 @@ import time
 from pathlib import Path
 
 from ..metrics import SHARED
+from ..report import MARKER, report  # noqa: F401 (report re-exported)
 
-MARKER = "ALIGNLAB_RESULT "
 COLUMNS = SHARED
-
-
-def report(results, **extra) -> dict:
-    """Print a notebook's headline numbers for ``python -m alignlab course`` to collect.
-
-    ``results``: a ``training.History`` (its last shared metrics are used) or a dict.
-    """
-    row = results.final() if hasattr(results, "final") else dict(results)
-    row.update(extra)
-    row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-    print(MARKER + json.dumps(row))
-    return row
 
 
 def _results(nb) -> dict:

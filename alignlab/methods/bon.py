@@ -19,10 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..evaluation import Evaluator
-from ..models import Profile
-from ..pipeline import load_sft
-from ..registry import Method
+from ..models import Profile, get_profile
+from ..registry import EVALUATOR_KEYS, Arm, Cost, Method, prepare
 from ..sampling import Batch, sample
 from ..training import History
 from .rm import RMConfig, load_reward_model, score
@@ -236,7 +234,7 @@ class BoNConfig(RMConfig):
         return RMConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RMConfig)})
 
 
-def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+def run_bon(profile: Profile, seed: int = 0, config: BoNConfig | None = None) -> dict:
     """CLI entry: best-of-n (``--set n=16``, default 16) under the cached RM, vs the SFT reference.
 
     ``kl`` is the analytic bound ``bon_kl(n)`` (``kl_estimator`` says so); ``kl_estimate`` is
@@ -244,11 +242,11 @@ def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
     k = 1, 2, 4, ... up to n (nested subsets of the same draws): the points lecture 09 plots.
     Other ``--set`` keys are the reward model's (a different RM is trained and cached).
     """
-    config = BoNConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
+    config = config or BoNConfig.for_profile(profile, seed=seed)
     n = config.n
     rm, _ = load_reward_model(profile, seed, config=config.rm_config(), progress=False)
-    sft, tok = load_sft(profile, seed, progress=False)
-    evaluator = Evaluator(sft, tok, seed=seed, profile=profile)
+    r = prepare(profile, seed)
+    sft, tok, evaluator = r.ref, r.tok, r.evaluator
     P = len(evaluator.prompts)
     pool = n * config.kl_pool
     candidates = sample_candidates(sft, tok, evaluator.prompts, pool, seed, evaluator.max_new_tokens)
@@ -263,10 +261,20 @@ def run_bon(profile: Profile, seed: int = 0, overrides: dict | None = None) -> d
     final = {key: v for key, v in evals[-1].items() if key not in ("step", "n")}
     return {**final, "n": n, "kl_estimator": "analytic: log N - (N-1)/N", "evals": evals}
 
+def cost(config: BoNConfig, profile) -> Cost:
+    """N samples per evaluation prompt; the labels are the reward model's pairs; no training."""
+    return Cost(config.n * get_profile(profile).eval_prompts, config.n_pairs,
+                "offline pairs (the RM's), + N RM calls per prompt", 0)
+
+
 METHOD = Method(
     name="bon", description="best-of-N sampling under the learned reward model (adds n; --set n=16)",
-    config=BoNConfig, run=run_bon, extra_keys=("n", "rm_reward", "kl_estimator", "kl_estimate"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
-             "gold_reward_ci", "win_rate_ci", "length", "proxy_reward", "n"),
+    config=BoNConfig, run=run_bon, trainer="methods.bon.bon_sweep",
+    extra_keys=("gold_reward_ci", "win_rate_ci", "length", "n", "rm_reward", "kl_estimator", "kl_estimate"),
+    evaluated=False,  # judged by the evaluator's judge, without perplexity (best-of-N is no model)
+    metrics=(*EVALUATOR_KEYS[:-1], "proxy_reward", "n"),
     lecture="01_bradley_terry",
-    smoke=dict(n=4, n_pairs=64, steps=4, batch_size=16, n_eval_pairs=32, eval_every=2))
+    smoke=dict(n=4, n_pairs=64, steps=4, batch_size=16, n_eval_pairs=32, eval_every=2),
+    arms=(Arm("bon", "best-of-N (RM)", "n", (2, 8, 32),
+              needs="a reward model (offline pairs) and N samples per prompt at inference"),),
+    cost=cost)

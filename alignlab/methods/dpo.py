@@ -43,11 +43,9 @@ import torch.nn.functional as F
 
 from .. import data, world
 from ..config import for_profile
-from ..evaluation import Evaluator
 from ..losses import dpo_loss
 from ..models import Profile, seed_everything
-from ..pipeline import load_sft
-from ..registry import Method
+from ..registry import TRAINED_KEYS, Arm, Cost, Method, prepare, result
 from ..sampling import Batch, encode, sequence_logprobs
 from ..training import (
     History,
@@ -268,7 +266,8 @@ class DPOConfig:
     eval_every: int = 0
     """Evaluate every this many steps; 0 = five times over the run."""
     seed: int = 0
-    """Seeds the pairs, their order and the evaluation."""
+    """Seeds the pairs and their order (``run dpo`` sets it from ``--seed``, which also picks the SFT
+    model and the evaluation prompts)."""
 
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> DPOConfig:
@@ -382,6 +381,12 @@ def chosen_token_nll(policy_chosen_logps, chosen_completion_mask, average: bool 
     return -summed.sum() / counts.sum()
 
 
+def optimizer(policy, config: DPOConfig):
+    """(AdamW of ``policy``, its schedule): what ``train_dpo`` steps with (a 10 % warm-up, then linear decay)."""
+    opt = make_optimizer(policy, config.lr)
+    return opt, warmup_then_decay(opt, config.steps // 10, config.steps)
+
+
 def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluator=None,
               eval_every: int | None = None, progress: bool = True,
               name: str | None = None, loss_fn=None) -> History:
@@ -409,8 +414,7 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
                                                encoded=full)
     seed_everything(config.seed)
     batches = epochs(n, config.batch_size, config.seed)
-    opt = make_optimizer(policy, config.lr)
-    sched = warmup_then_decay(opt, config.steps // 10, config.steps)
+    opt, sched = optimizer(policy, config)
 
     def step_fn(step: int) -> dict:
         idx = next(batches)
@@ -423,32 +427,32 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
                  progress=progress)
 
 
-def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+def run(profile: Profile, seed: int = 0, config: DPOConfig | None = None) -> dict:
     """CLI entry (``python -m alignlab run dpo``): train DPO from the SFT model, evaluate it.
 
     ``seed`` picks the SFT model (as for ``run rm``/``run ppo``), the pairs, their order
     and the evaluation prompts. Returns the shared metrics plus ``beta``, the last
     batch's ``loss`` and its ``reward_accuracy`` (``rewards/accuracies``).
     """
+    config = config or DPOConfig.for_profile(profile, seed=seed)
+    r = prepare(profile, seed)
+    pairs = make_pairs(r.ref, r.tok, config)
+    history = train_dpo(copy.deepcopy(r.ref), r.ref, r.tok, pairs, config, r.evaluator, progress=False)
+    return result(history, beta=config.beta, loss=round(history.last("loss"), 4),
+                  reward_accuracy=round(history.last("rewards/accuracies"), 4))
 
-    config = DPOConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
-    ref, tok = load_sft(profile, seed, progress=False)
-    seed_everything(seed)
-    pairs = make_pairs(ref, tok, config)
-    policy = copy.deepcopy(ref)
-    evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
-    history = train_dpo(policy, ref, tok, pairs, config, evaluator, progress=False)
-    out = history.final()
-    out.update(beta=config.beta, loss=round(history.last("loss"), 4),
-               reward_accuracy=round(history.last("rewards/accuracies"), 4), evals=history.checkpoints())
-    return out
+
+def cost(config: DPOConfig, profile) -> Cost:
+    """Two SFT samples per labelled pair, made once before training; one optimiser step per batch."""
+    return Cost(2 * config.n_pairs, config.n_pairs, "offline pairs", config.steps)
 
 
 METHOD = Method(
     name="dpo", description="direct preference optimisation on SFT pairs (adds beta)",
-    config=DPOConfig, run=run, extra_keys=("beta", "loss", "reward_accuracy"), lecture="04_dpo",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
-             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm",
-             "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
-             "logps/rejected", "dpo_loss", "sft_loss"),
-    smoke=dict(steps=3, n_pairs=64, batch_size=16))
+    config=DPOConfig, run=run, trainer="methods.dpo.train_dpo",
+    extra_keys=("beta", "loss", "reward_accuracy"), lecture="04_dpo",
+    metrics=(*TRAINED_KEYS, "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+             "logps/chosen", "logps/rejected", "dpo_loss", "sft_loss"),
+    smoke=dict(steps=3, n_pairs=64, batch_size=16),
+    arms=(Arm("dpo", "DPO", "beta", (0.1, 0.3, 1.0), needs="offline preference pairs"),),
+    cost=cost)

@@ -33,6 +33,7 @@ rollout's ``score``, ``rollout_gold``, ``rollout_valid``, ``rollout_len``, ``rol
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,11 +41,10 @@ import torch
 
 from .. import world
 from ..config import for_profile
-from ..evaluation import Evaluator, gold_scores, validity
+from ..evaluation import gold_scores, validity
 from ..losses import AGGREGATIONS, group_advantages, grpo_loss, kl_penalised_rewards, rloo_advantages, rloo_loss
-from ..models import Profile, get_device, seed_everything
-from ..pipeline import load_sft
-from ..registry import Method
+from ..models import Profile
+from ..registry import TRAINED_KEYS, Arm, Cost, Method, prepare, result
 from ..training import History, check_trainable_copy, cycle, epochs, make_optimizer, optimizer_step, train
 from .rl import PolicyWithValue, Rollout, gold_reward_fn, new_policy, rollout
 
@@ -255,42 +255,38 @@ def train_group(policy: PolicyWithValue, ref, tok, config: RLOOConfig, evaluator
 # 3. Command line: python -m alignlab run rloo | grpo
 # ---------------------------------------------------------------------------
 
-def _run(config_cls, profile: Profile, seed: int, overrides: dict | None) -> dict:
-    config = config_cls.for_profile(profile, **{"seed": seed, **(overrides or {})})
-    device = get_device()
-    ref, tok = load_sft(profile, seed, device=device, progress=False)
-    seed_everything(config.seed)
-    policy = new_policy(ref)
-    evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
-    history = train_group(policy, ref, tok, config, evaluator, progress=False)
-    out = history.final()
-    out.update(beta=config.beta, k=config.k, steps=config.steps, completions=config.completions,
-               clipfrac=round(history.last("clipfrac"), 4), evals=history.checkpoints())
-    return out
+def run(profile: Profile, seed: int, config: RLOOConfig) -> dict:
+    """CLI entry (``run rloo``, ``run grpo``: the class of ``config`` picks the method) against the
+    gold judge; shared metrics plus the sample budget."""
+    r = prepare(profile, seed)
+    history = train_group(new_policy(r.ref), r.ref, r.tok, config, r.evaluator, progress=False)
+    return result(history, beta=config.beta, k=config.k, steps=config.steps, completions=config.completions,
+                  clipfrac=round(history.last("clipfrac"), 4))
 
 
-def run_rloo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry: RLOO against the gold judge, KL in the reward; shared metrics plus the budget."""
-    return _run(RLOOConfig, profile, seed, overrides)
+def cost(config: RLOOConfig, profile) -> Cost:
+    """k samples per prompt, each scored by the true reward; optimiser steps: epochs x minibatches."""
+    steps = config.steps * config.epochs * math.ceil(config.batch_size * config.k / config.minibatch)
+    return Cost(config.completions, config.completions, "true-reward scores, online", steps)
 
 
-def run_grpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry: GRPO against the gold judge, k3 KL in the loss; shared metrics plus the budget."""
-    return _run(GRPOConfig, profile, seed, overrides)
-
-
-_METRICS = ("gold_reward", "kl", "win_rate", "valid_rate",
-            "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "clipfrac",
+_METRICS = (*TRAINED_KEYS, "clipfrac",
             "approx_kl", "ratio_mean", "score", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
             "kl_coef", "kl_penalty")
 _EXTRA = ("beta", "k", "steps", "completions", "clipfrac")
 
 RLOO_METHOD = Method(
     name="rloo", description="RLOO: k samples per prompt, leave-one-out baseline, KL in the reward (gold judge)",
-    config=RLOOConfig, run=run_rloo, metrics=_METRICS, extra_keys=_EXTRA, lecture="07_rloo_grpo",
-    smoke=dict(steps=2, batch_size=4, k=2, minibatch=8, eval_every=1))
+    config=RLOOConfig, run=run, metrics=_METRICS, extra_keys=_EXTRA, lecture="07_rloo_grpo",
+    trainer="methods.grpo.train_group", smoke=dict(steps=2, batch_size=4, k=2, minibatch=8, eval_every=1),
+    arms=(Arm("rloo", "RLOO (gold)", "beta", (0.02, 0.05, 0.15),
+              needs="the true reward, queried for every sample (online); no critic"),),
+    cost=cost)
 
 METHOD = GRPO_METHOD = Method(
     name="grpo", description="GRPO: k samples per prompt, group-normalised advantages, k3 KL in the loss (gold judge)",
-    config=GRPOConfig, run=run_grpo, metrics=_METRICS, extra_keys=_EXTRA, lecture="07_rloo_grpo",
-    smoke=dict(steps=2, batch_size=4, k=2, minibatch=8, eval_every=1))
+    config=GRPOConfig, run=run, metrics=_METRICS, extra_keys=_EXTRA, lecture="07_rloo_grpo",
+    trainer="methods.grpo.train_group", smoke=dict(steps=2, batch_size=4, k=2, minibatch=8, eval_every=1),
+    arms=(Arm("grpo", "GRPO (gold)", "beta", (0.01, 0.04, 0.15),
+              needs="the true reward, queried for every sample (online); no critic"),),
+    cost=cost)

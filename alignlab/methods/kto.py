@@ -50,7 +50,6 @@ from datasets import Dataset
 
 from .. import data, world
 from ..config import for_profile
-from ..evaluation import Evaluator
 from ..losses import (
     kto_lambdas_in_recommended_range,
     kto_loss,
@@ -58,9 +57,8 @@ from ..losses import (
     mismatched_indices,
     ppo_clip_loss,
 )
-from ..models import Profile, get_device, seed_everything
-from ..pipeline import load_sft
-from ..registry import Method
+from ..models import Profile, seed_everything
+from ..registry import TRAINED_KEYS, Arm, Cost, Method, prepare, result
 from ..sampling import Batch, encode, sample, sequence_logprobs, token_logprobs
 from ..training import (
     History,
@@ -103,12 +101,16 @@ class KTOConfig:
     """Fraction of desirable examples kept for training (1.0 = all; 0.1 drops 90%)."""
     eval_every: int = 15
     """Steps between evaluations (the shared loop also evaluates at 0 and at the end)."""
+    balance_lambda_d: bool = True
+    """``run kto`` only: replace lambda_d by the middle of the paper's range for the data it made
+    (``balanced_lambda_d``); ``for_profile`` turns it off when lambda_d is given (``--set lambda_d=5``)."""
     seed: int = 0
     """Seed of sampling, labelling, dropping and batch order."""
 
     @classmethod
     def for_profile(cls, profile: Profile | str | None = None, **overrides) -> KTOConfig:
         """Defaults for ``profile`` (the ``full`` profile has more data and steps)."""
+        overrides.setdefault("balance_lambda_d", "lambda_d" not in overrides)
         return for_profile(cls, profile, full=dict(n_examples=8192, steps=120, eval_every=30), **overrides)
 
 
@@ -292,13 +294,20 @@ def kl_batch(batch: Batch, pad_token_id: int = 0) -> Batch:
 # ---------------------------------------------------------------------------
 
 
+def optimizer(policy, config):
+    """(AdamW of ``policy``, its schedule): what ``train_kto`` and ``train_offline_ppo`` step with
+    (``config.warmup_steps`` of warm-up, then linear decay)."""
+    opt = make_optimizer(policy, config.lr)
+    return opt, warmup_then_decay(opt, config.warmup_steps, config.steps)
+
+
 def _setup(policy, ref, n: int, config, who: str):
     """(optimiser, schedule, batches) of a KTO or offline-PPO run on ``n`` examples."""
     check_trainable_copy(policy, ref, who)
-    opt = make_optimizer(policy, config.lr)
+    opt, sched = optimizer(policy, config)
     # every epoch a fresh order from numpy's generator (the order KTO has always used)
     batches = epochs(n, config.batch_size, np.random.default_rng(config.seed))
-    return opt, warmup_then_decay(opt, config.warmup_steps, config.steps), batches
+    return opt, sched, batches
 
 
 def _encode_rows(tok, ds, rows, device) -> tuple[Batch, torch.Tensor]:
@@ -401,40 +410,56 @@ def train_offline_ppo(policy, ref, tok, ds: Dataset, config: OfflinePPOConfig, e
 # ---------------------------------------------------------------------------
 
 
-def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+def run(profile: Profile, seed: int = 0, config: KTOConfig | None = None) -> dict:
     """CLI entry (``python -m alignlab run kto``): KTO from the SFT model on fresh binary feedback.
 
     ``seed`` picks the SFT model (as for ``run dpo``/``run ppo``), the feedback, the batch
     order and the evaluation prompts. Returns the shared metrics plus
     ``desirable_fraction`` (of the data trained on), ``z0`` (last batch), beta, the lambdas
-    and the number of examples. Unless ``lambda_d`` is among the overrides, it is set from the data (after
-    ``desirable_keep``) to the middle of the paper's range (``balanced_lambda_d``).
+    and the number of examples. With ``balance_lambda_d`` (unless ``lambda_d`` was given),
+    lambda_d is set from the data (after ``desirable_keep``) to the middle of the paper's range.
     """
-
-    overrides = dict(overrides or {})
-    config = KTOConfig.for_profile(profile, **{"seed": seed, **overrides})
-    ref, tok = load_sft(profile, seed, device=get_device(), progress=False)
-    seed_everything(seed)
-    ds = make_feedback(ref, tok, config, profile.max_new_tokens)
+    config = config or KTOConfig.for_profile(profile, seed=seed)
+    r = prepare(profile, seed)
+    ds = make_feedback(r.ref, r.tok, config, r.profile.max_new_tokens)
     if config.desirable_keep < 1.0:
         ds = keep_desirable(ds, config.desirable_keep, seed=config.seed)
-    if "lambda_d" not in overrides:
+    if config.balance_lambda_d:
         config = dataclasses.replace(config, lambda_d=round(balanced_lambda_d(ds, config.lambda_u), 3))
-    policy = copy.deepcopy(ref)
-    evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
-    history = train_kto(policy, ref, tok, ds, dataclasses.replace(config, desirable_keep=1.0),
-                        evaluator, progress=False)
-    return {**history.final(), "desirable_fraction": round(desirable_fraction(ds), 4),
-            "z0": round(history.last("z0"), 4), "beta": config.beta,
-            "lambda_d": config.lambda_d, "lambda_u": config.lambda_u,
-            "n_examples": len(ds), "evals": history.checkpoints()}
+    history = train_kto(copy.deepcopy(r.ref), r.ref, r.tok, ds, dataclasses.replace(config, desirable_keep=1.0),
+                        r.evaluator, progress=False)
+    return result(history, desirable_fraction=round(desirable_fraction(ds), 4), z0=round(history.last("z0"), 4),
+                  beta=config.beta, lambda_d=config.lambda_d, lambda_u=config.lambda_u, n_examples=len(ds))
+
+
+def run_offline_ppo(profile: Profile, seed: int = 0, config: OfflinePPOConfig | None = None) -> dict:
+    """CLI entry (``python -m alignlab run offline_ppo``): lecture 05's baseline, offline PPO with
+    +1/-1 rewards on the same thumbs-up/down feedback ``run kto`` makes (``KTOConfig``'s data
+    settings for the profile), from the SFT model."""
+    config = config or OfflinePPOConfig.for_profile(profile, seed=seed)
+    r = prepare(profile, seed)
+    ds = make_feedback(r.ref, r.tok, KTOConfig.for_profile(r.profile, seed=seed), r.profile.max_new_tokens)
+    history = train_offline_ppo(copy.deepcopy(r.ref), r.ref, r.tok, ds, config, r.evaluator, progress=False)
+    return result(history, clipfrac=round(history.last("clipfrac"), 4), n_examples=len(ds))
+
+
+def cost(config: KTOConfig, profile) -> Cost:
+    """One SFT sample per thumbs-up/down label, made once before training; one step per batch."""
+    return Cost(config.n_examples, config.n_examples, "offline thumbs up/down", config.steps)
 
 
 METHOD = Method(
     name="kto", description="Kahneman-Tversky optimisation from binary feedback (adds desirable_fraction)",
-    config=KTOConfig, run=run,
+    config=KTOConfig, run=run, trainer="methods.kto.train_kto",
     extra_keys=("desirable_fraction", "z0", "beta", "lambda_d", "lambda_u", "n_examples"), lecture="05_kto",
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
-             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "z0",
+    metrics=(*TRAINED_KEYS, "z0",
              "z0/unclamped", "rewards/desirable", "rewards/undesirable", "desirable_fraction"),
-    smoke=dict(steps=3, n_examples=128, batch_size=32, eval_every=2, warmup_steps=1))
+    smoke=dict(steps=3, n_examples=128, batch_size=32, eval_every=2, warmup_steps=1),
+    arms=(Arm("kto", "KTO", "beta", (0.3, 1.0, 3.0), needs="offline thumbs-up/down labels"),),
+    cost=cost)
+OFFLINE_PPO_METHOD = Method(
+    name="offline_ppo", description="offline PPO with +1/-1 rewards on KTO's thumbs (lecture 05's baseline)",
+    config=OfflinePPOConfig, run=run_offline_ppo, trainer="methods.kto.train_offline_ppo",
+    extra_keys=("clipfrac", "n_examples"), lecture="05_kto",
+    metrics=(*TRAINED_KEYS, "clipfrac", "approx_kl", "ratio_mean"),
+    smoke=dict(steps=3, batch_size=32, eval_every=2, warmup_steps=1))

@@ -48,8 +48,7 @@ from ..config import for_profile
 from ..evaluation import Evaluator
 from ..losses import VPO_MODES, bpo_loss, dpo_loss, vpo_loss
 from ..models import Profile, seed_everything
-from ..pipeline import load_sft
-from ..registry import Method
+from ..registry import EVALUATOR_KEYS, Arm, Cost, Method, prepare, result
 from ..sampling import Batch, position_ids, sample, sequence_logprobs
 from ..training import (
     History,
@@ -61,6 +60,7 @@ from ..training import (
     warmup_then_decay,
 )
 from .dpo import dpo_metrics, encode_pairs, reference_logps
+from .rm import load_reward_model, score_texts
 
 # ---------------------------------------------------------------------------
 # 1. Settings
@@ -165,8 +165,6 @@ Labeller = Callable[[list, list, list], "np.ndarray | torch.Tensor"]
 
 def reward_model_labeller(rm, tok) -> Labeller:
     """Lecture 01's reward model as a labeller: scores with ``rm.score_texts``."""
-    from .rm import score_texts
-
     def label(prompts, completions, finished):
         return score_texts(rm, tok, prompts, completions, finished).numpy()
 
@@ -399,58 +397,49 @@ def _default_name(config: OnlineDPOConfig) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _run(config_cls, profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    config = config_cls.for_profile(profile, **{"seed": seed, **(overrides or {})})
-    ref, tok = load_sft(profile, seed, progress=False)
-    labeller = None
-    if config.labeller == "reward_model":
-        from .rm import load_reward_model
-
-        rm, _ = load_reward_model(profile, seed, progress=False)
-        labeller = reward_model_labeller(rm, tok)
-    policy = copy.deepcopy(ref)
-    evaluator = ExplorationEvaluator(Evaluator(ref, tok, seed=seed, profile=profile))
-    history = train_online(policy, ref, tok, config, evaluator, labeller, progress=False)
-    out = history.final()
-    out.update(beta=config.beta, phases=config.phases, alpha=config.alpha, n_pairs=config.n_pairs,
-               labeller=config.labeller, ensemble=config.ensemble,
-               entropy=round(history.last("entropy"), 4), distinct_2=round(history.last("distinct_2"), 4),
-               evals=history.checkpoints())
-    return out
+def run(profile: Profile, seed: int, config: OnlineDPOConfig) -> dict:
+    """CLI entry (``run online_dpo``, ``run bpo``, ``run vpo``: the class of ``config`` picks the
+    method): pairs sampled from the policy as it trains, labelled by the annotator (or the RM)."""
+    rm = load_reward_model(profile, seed, progress=False)[0] if config.labeller == "reward_model" else None
+    r = prepare(profile, seed)
+    labeller = reward_model_labeller(rm, r.tok) if rm is not None else None
+    history = train_online(copy.deepcopy(r.ref), r.ref, r.tok, config, ExplorationEvaluator(r.evaluator),
+                           labeller, progress=False)
+    return result(history, beta=config.beta, phases=config.phases, alpha=config.alpha, n_pairs=config.n_pairs,
+                  labeller=config.labeller, ensemble=config.ensemble,
+                  entropy=round(history.last("entropy"), 4), distinct_2=round(history.last("distinct_2"), 4))
 
 
-def run_online_dpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry (``python -m alignlab run online_dpo``): fresh pairs each step, SFT reference."""
-    return _run(OnlineDPOConfig, profile, seed, overrides)
+def cost(config: OnlineDPOConfig, profile) -> Cost:
+    """Two policy samples per labelled pair, collected over the run's phases; each of the
+    ``ensemble`` members takes one optimiser step per step."""
+    return Cost(2 * config.n_pairs, config.n_pairs, "pairs labelled online", config.steps * config.ensemble)
 
 
-def run_bpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry (``python -m alignlab run bpo``): F phases, the behaviour snapshot as reference."""
-    return _run(BPOConfig, profile, seed, overrides)
-
-
-def run_vpo(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
-    """CLI entry (``python -m alignlab run vpo``): online DPO plus VPO's optimistic regulariser."""
-    return _run(VPOConfig, profile, seed, overrides)
-
-
-_LOGS = ("gold_reward", "kl", "win_rate", "valid_rate",
-         "gold_reward_ci", "win_rate_ci", "length", "loss", "grad_norm", "rewards/chosen",
+_LOGS = (*EVALUATOR_KEYS[:-1], "loss", "grad_norm", "rewards/chosen",
          "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected",
          "phase", "labelled_pairs", "entropy", "distinct_2")
-_EXTRA = ("beta", "phases", "alpha", "n_pairs", "labeller", "ensemble", "entropy", "distinct_2")
+_EXTRA = ("gold_reward_ci", "win_rate_ci", "beta", "phases", "alpha", "n_pairs", "labeller", "ensemble", "entropy",
+          "distinct_2")
 _SMOKE = dict(steps=4, n_pairs=64, batch_size=16)
 
 METHOD = Method(
     name="online_dpo", description="online DPO: fresh policy pairs labelled every step (adds phases)",
-    config=OnlineDPOConfig, run=run_online_dpo, metrics=_LOGS, extra_keys=_EXTRA,
-    lecture="06_online_preferences", smoke={**_SMOKE, "phases": 4})
+    config=OnlineDPOConfig, run=run, metrics=_LOGS, extra_keys=_EXTRA, smoke={**_SMOKE, "phases": 4},
+    arms=(Arm("online_dpo", "online DPO", "beta", (0.1, 0.3, 1.0),
+              needs="pairs labelled online, as the policy trains"),),
+    trainer="methods.online.train_online", evaluated=False,  # lecture 06's evaluator: no perplexity
+    lecture="06_online_preferences", cost=cost)
 BPO_METHOD = Method(
     name="bpo", description="BPO: online DPO with the behaviour policy as reference (adds phases, ensemble)",
-    config=BPOConfig, run=run_bpo, metrics=_LOGS, extra_keys=_EXTRA,
-    lecture="06_online_preferences", smoke={**_SMOKE, "phases": 2, "ensemble": 2})
+    config=BPOConfig, run=run, metrics=_LOGS, extra_keys=_EXTRA, smoke={**_SMOKE, "phases": 2, "ensemble": 2},
+    arms=(Arm("bpo", "BPO", "beta", (0.1, 0.3, 1.0), needs="pairs labelled online, as the policy trains"),),
+    trainer="methods.online.train_online", evaluated=False,  # lecture 06's evaluator: no perplexity
+    lecture="06_online_preferences", cost=cost)
 VPO_METHOD = Method(
     name="vpo", description="VPO: online DPO + alpha*beta*E_ref[log pi/pi_ref] (optimism; adds alpha)",
-    config=VPOConfig, run=run_vpo, metrics=(*_LOGS, "vpo/regulariser"), extra_keys=_EXTRA,
-    lecture="06_online_preferences", smoke={**_SMOKE, "phases": 4})
+    config=VPOConfig, run=run, metrics=(*_LOGS, "vpo/regulariser"), extra_keys=_EXTRA, smoke={**_SMOKE, "phases": 4},
+    arms=(Arm("vpo", "VPO", "beta", (0.1, 0.3, 1.0), needs="pairs labelled online, as the policy trains"),),
+    trainer="methods.online.train_online", evaluated=False,  # lecture 06's evaluator: no perplexity
+    lecture="06_online_preferences", cost=cost)
 

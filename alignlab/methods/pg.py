@@ -44,11 +44,9 @@ from tqdm.auto import tqdm
 
 from .. import world
 from ..config import for_profile
-from ..evaluation import Evaluator
 from ..losses import compute_gae, explained_variance, masked_mean, whiten
-from ..models import Profile, get_device, seed_everything
-from ..pipeline import load_sft
-from ..registry import Method
+from ..models import Profile
+from ..registry import TRAINED_KEYS, Arm, Cost, Method, prepare, result
 from ..sampling import token_logprobs
 from ..training import History, check_trainable_copy, cycle, optimizer_step, train
 from .rl import PolicyWithValue, Rollout, gold_reward_fn, make_optimizer, new_policy, rollout  # noqa: F401 (new_policy: re-exported for notebooks)
@@ -351,31 +349,33 @@ def lambda_experiment(policy: PolicyWithValue, ref, tok, prompts: list[str], con
 # 6. Command line: python -m alignlab run pg
 # ---------------------------------------------------------------------------
 
-def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+def run(profile: Profile, seed: int = 0, config: PGConfig | None = None) -> dict:
     """CLI entry: train a policy with GAE + KL against the gold judge; shared metrics."""
-
-    config = PGConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
-    device = get_device()
-    ref, tok = load_sft(profile, seed, device=device, progress=False)
-    seed_everything(config.seed)
-    policy = new_policy(ref, config.critic)
-    evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
+    config = config or PGConfig.for_profile(profile, seed=seed)
+    r = prepare(profile, seed)
+    policy = new_policy(r.ref, config.critic)
     prompts = world.make_prompts(config.steps * config.batch_size, "train", config.seed)
-    history = train_pg(policy, ref, tok, prompts, config, evaluator, progress=False)
-    out = history.final()
-    out.update(score=round(history.last("score"), 4), baseline=config.baseline,
-               kl_coef=config.kl_coef, lam=config.lam, steps=config.steps, evals=history.checkpoints())
-    if config.baseline == "gae":
-        out["explained_variance"] = round(history.last("explained_variance"), 4)
-    return out
+    history = train_pg(policy, r.ref, r.tok, prompts, config, r.evaluator, progress=False)
+    extra = {"explained_variance": round(history.last("explained_variance"), 4)} if config.baseline == "gae" else {}
+    return result(history, score=round(history.last("score"), 4), baseline=config.baseline,
+                  kl_coef=config.kl_coef, lam=config.lam, steps=config.steps, **extra)
+
+
+def cost(config: PGConfig, profile) -> Cost:
+    """One true-reward call per sampled completion; one optimiser step per batch."""
+    n = config.steps * config.batch_size
+    return Cost(n, n, "true-reward scores, online", config.steps)
 
 
 METHOD = Method(
     name="pg", description="policy gradient with a value head and GAE against the gold reward",
-    config=PGConfig, run=run, extra_keys=("score", "baseline", "kl_coef", "lam", "steps"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
-             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "pg_loss",
+    config=PGConfig, run=run, trainer="methods.pg.train_pg",
+    extra_keys=("score", "baseline", "kl_coef", "lam", "steps"),
+    metrics=(*TRAINED_KEYS, "pg_loss",
              "vf_loss", "explained_variance", "score", "rollout_kl", "kl_penalty", "grad_var_none",
              "grad_var_mean", "grad_var_value"),
     lecture="02_policy_gradients",
-    smoke=dict(steps=2, eval_every=1))
+    smoke=dict(steps=2, eval_every=1),
+    arms=(Arm("pg", "PG (gold)", "kl_coef", (0.02, 0.05, 0.15),
+              needs="the true reward, queried for every sample (online)"),),
+    cost=cost)

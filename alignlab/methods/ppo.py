@@ -42,6 +42,7 @@ no ``clipfrac``). Each is defined once, with what healthy looks like, in ``align
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,7 @@ import torch
 
 from .. import world
 from ..config import for_profile
-from ..evaluation import Evaluator, gold_scores, validity
+from ..evaluation import gold_scores, validity
 from ..losses import (
     AdaptiveKLController,
     FixedKLController,
@@ -64,11 +65,10 @@ from ..losses import (
     whiten,
 )
 from ..models import Profile, get_device, seed_everything
-from ..pipeline import load_sft
-from ..registry import Method
+from ..registry import TRAINED_KEYS, Arm, Cost, Method, prepare, result
 from ..training import History, check_trainable_copy, cycle, epochs, optimizer_step, train
 from .rl import PolicyWithValue, Rollout, gold_reward_fn, make_optimizer, new_policy, rollout  # noqa: F401 (new_policy re-exported)
-from .rm import load_reward_model, score_texts
+from .rm import RMConfig, load_reward_model, score_texts
 
 REWARDS = ("rm", "gold")
 POLICY_LOSSES = ("clip", "kl_penalty")
@@ -341,44 +341,66 @@ def train_ppo(policy: PolicyWithValue, ref, tok, reward_fn, config: PPOConfig, e
 # 4. Command line: python -m alignlab run ppo
 # ---------------------------------------------------------------------------
 
-def run(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+def fit(ref, tok, config: PPOConfig, evaluator=None, rm_fn=None, name: str | None = None,
+        progress: bool = True, kl_ctl=None):
+    """The recipe of every PPO run (``run`` and the notebooks): seed with ``config.seed``, a fresh
+    policy with its value head (``config.critic``), then ``train_ppo``. Returns (policy, history).
+
+    The reward is ``rm_fn`` (a learned reward model's ``rm_reward_fn``) when ``config.reward`` is
+    ``"rm"``, else the gold judge; a gold run still logs ``rm_fn``'s opinion of its samples when given.
+    """
+    if config.reward == "rm" and rm_fn is None:
+        raise ValueError("ppo.fit: config.reward is 'rm' but no rm_fn was given (rm_reward_fn(rm, tok))")
+    seed_everything(config.seed)
+    policy = new_policy(ref, config.critic)
+    reward_fn = rm_fn if config.reward == "rm" else gold_reward_fn
+    history = train_ppo(policy, ref, tok, reward_fn, config, evaluator, rm_fn=None if config.reward == "rm" else rm_fn,
+                        name=name, progress=progress, kl_ctl=kl_ctl)
+    return policy, history
+
+
+def run(profile: Profile, seed: int = 0, config: PPOConfig | None = None) -> dict:
     """CLI entry: PPO against the cached reward model (or the gold judge, ``--set reward=gold``).
 
     Returns the shared metrics plus ``rm_reward``: the learned RM's mean score of the
     evaluator's samples of the final policy (the proxy the run maximised).
     """
-
-    config = PPOConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
-    device = get_device()
-    ref, tok = load_sft(profile, seed, device=device, progress=False)
-    rm, _ = load_reward_model(profile, seed, device=device, progress=False)
-    rm_fn = rm_reward_fn(rm, tok)
-    reward_fn = rm_fn if config.reward == "rm" else gold_reward_fn
-    seed_everything(config.seed)
-    policy = new_policy(ref, config.critic)
-    evaluator = Evaluator(ref, tok, seed=seed, profile=profile)
+    config = config or PPOConfig.for_profile(profile, seed=seed)
+    rm, _ = load_reward_model(profile, seed, device=get_device(), progress=False)
+    r = prepare(profile, seed)
+    rm_fn = rm_reward_fn(rm, r.tok)
     ctl = kl_controller(config)
-    history = train_ppo(policy, ref, tok, reward_fn, config, evaluator,
-                        rm_fn=None if config.reward == "rm" else rm_fn, progress=False, kl_ctl=ctl)
-    batch = evaluator.sample(policy.lm)
-    out = history.final()
-    out.update(rm_reward=round(float(np.mean(rm_fn(batch.prompts, batch.completions,
-                                                   batch.finished))), 4),
-               reward=config.reward, kl_coef=round(ctl.beta, 4),
-               adaptive=config.adaptive, steps=config.steps,
-               clipfrac=round(history.last("clipfrac"), 4) if config.policy_loss == "clip" else None,
-               approx_kl=round(history.last("approx_kl"), 5), evals=history.checkpoints())
-    return out
+    policy, history = fit(r.ref, r.tok, config, r.evaluator, rm_fn, progress=False, kl_ctl=ctl)
+    batch = r.evaluator.sample(policy.lm)
+    return result(history, rm_reward=round(float(np.mean(rm_fn(batch.prompts, batch.completions,
+                                                                batch.finished))), 4),
+                  reward=config.reward, kl_coef=round(ctl.beta, 4), adaptive=config.adaptive, steps=config.steps,
+                  clipfrac=round(history.last("clipfrac"), 4) if config.policy_loss == "clip" else None,
+                  approx_kl=round(history.last("approx_kl"), 5))
+
+
+def cost(config: PPOConfig, profile) -> Cost:
+    """Completions sampled; labels: the reward model's pairs (``reward=rm``) or one true-reward call
+    per completion (``reward=gold``); optimiser steps: epochs x minibatches per rollout."""
+    n = config.steps * config.batch_size
+    steps = config.steps * config.ppo_epochs * math.ceil(config.batch_size / config.minibatch)
+    if config.reward == "rm":
+        return Cost(n, RMConfig.for_profile(profile).n_pairs, "offline pairs (the RM's)", steps)
+    return Cost(n, n, "true-reward scores, online", steps)
 
 
 METHOD = Method(
     name="ppo", description="PPO-clip RLHF against the learned reward model (adds rm_reward; --set reward=gold)",
     config=PPOConfig, run=run,
     extra_keys=("rm_reward", "reward", "kl_coef", "adaptive", "steps", "clipfrac", "approx_kl"),
-    metrics=("gold_reward", "kl", "win_rate", "valid_rate",
-             "gold_reward_ci", "win_rate_ci", "length", "perplexity", "loss", "grad_norm", "pg_loss",
-             "vf_loss", "clipfrac", "approx_kl", "ratio_mean", "vf_clipfrac", "explained_variance",
-             "score", "rm_reward", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
+    trainer="methods.ppo.train_ppo",
+    metrics=(*TRAINED_KEYS, "pg_loss", "vf_loss", "clipfrac", "approx_kl", "ratio_mean", "vf_clipfrac",
+             "explained_variance", "score", "rm_reward", "rollout_gold", "rollout_valid", "rollout_len", "rollout_kl",
              "kl_coef", "kl_penalty", "ppo_kl_beta", "ppo_kl_d"),
     lecture="03_ppo_rlhf",
-    smoke=dict(steps=2, eval_every=1))
+    smoke=dict(steps=2, eval_every=1),
+    arms=(Arm("ppo", "PPO (RM)", "kl_coef", (0.03, 0.1, 0.3), (("reward", "rm"),),
+              needs="a reward model (offline pairs), a critic, online samples"),
+          Arm("ppo_gt", "PPO-GT (gold)", "kl_coef", (0.03, 0.1, 0.3), (("reward", "gold"),),
+              needs="the true reward, queried for every sample (online), a critic")),
+    cost=cost)

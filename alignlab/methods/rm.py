@@ -37,11 +37,10 @@ from transformers import (
 
 from .. import cache, data, world
 from ..config import for_profile
-from ..evaluation import Evaluator
 from ..losses import bt_loss, pairwise_accuracy
 from ..models import Profile, get_device, get_profile, seed_everything, settings_dict
 from ..pipeline import load_sft, sft_folder
-from ..registry import Method
+from ..registry import Method, prepare
 from ..sampling import encode, last_token_index, position_ids
 from ..training import History, cosine_schedule, epochs, make_optimizer, optimizer_step, train
 
@@ -340,7 +339,7 @@ def train_reward_model(rm, tok, train_ds, config: RMConfig | None = None, eval_f
 # ---------------------------------------------------------------------------
 
 def _resolve(profile) -> Profile:
-    return profile if isinstance(profile, Profile) else get_profile(profile)
+    return get_profile(profile)
 
 
 def rm_settings(profile, seed: int = 0, config: RMConfig | None = None) -> dict:
@@ -432,26 +431,25 @@ def load_reward_model(profile=None, seed: int = 0, device=None, config: RMConfig
 # 5. Command line: python -m alignlab run rm
 # ---------------------------------------------------------------------------
 
-def run_rm(profile: Profile, seed: int = 0, overrides: dict | None = None) -> dict:
+def run_rm(profile: Profile, seed: int = 0, config: RMConfig | None = None) -> dict:
     """CLI entry: train or load the RM; report its held-out accuracy and the reference's metrics.
 
     The RM is not a policy, so gold_reward/kl/win_rate/valid_rate are those of the SFT
     reference (KL 0, win-rate ~1/2); ``rm_accuracy`` is the headline (vs the gold ordering,
     pairs with gold gap > min_gap), ``rm_label_accuracy`` is against the annotator's labels.
     """
-
-    config = RMConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
+    config = config or RMConfig.for_profile(profile, seed=seed)
     meta = cache.read_meta(rm_folder(profile, seed, config, progress=False))
-    sft, tok = load_sft(profile, seed, progress=False)
-    metrics = Evaluator(sft, tok, seed=seed, profile=profile)(sft)
-    return {**{k: round(v, 4) for k, v in metrics.items()},
+    r = prepare(profile, seed)
+    return {**{k: round(v, 4) for k, v in r.evaluator(r.ref).items()},
             "rm_accuracy": meta["eval_accuracy"], "rm_label_accuracy": meta["eval_label_acc"],
             "min_gap": config.min_gap}
 
 
 METHOD = Method(
     name="rm", description="train the Bradley-Terry reward model on preference pairs (adds rm_accuracy)",
-    config=RMConfig, run=run_rm, extra_keys=("rm_accuracy", "rm_label_accuracy", "min_gap"),
+    config=RMConfig, run=run_rm, trainer="methods.rm.train_reward_model",
+    extra_keys=("rm_accuracy", "rm_label_accuracy", "min_gap"),
     metrics=("loss", "grad_norm", "bt_loss", "accuracy", "margin", "reward_mean", "center_loss",
              "eval_accuracy", "eval_label_acc", "eval_loss"),
     lecture="01_bradley_terry",

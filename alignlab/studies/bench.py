@@ -7,7 +7,7 @@ default), with the data and batch sizes of the methods' own settings:
    the same model, data and batch size:
 
    * ``course``: the method's own training function (``train_dpo``, ``train_kto``,
-     ``train_reward_model``), timed step by step on the shared loop (``training.timing``);
+     ``train_reward_model``), timed step by step on the shared loop (``alignlab.timing``);
    * ``trl``: TRL's ``DPOTrainer``, ``KTOTrainer`` and ``RewardTrainer`` on the CPU (no
      eval, no logging, no saving; bf16 and gradient checkpointing off, as on the course's
      side; DPO with ``precompute_ref_log_probs``, as the course does), timed from one
@@ -21,7 +21,7 @@ default), with the data and batch sizes of the methods' own settings:
 2. **Sampling throughput**: completion tokens per second of ``sampling.sample`` against a
    bare ``model.generate`` with the same settings, on the same prompts.
 3. **Where the time of each lecture goes**: each method's own run (what ``python -m
-   alignlab run METHOD`` does; the reward model trained afresh) with ``training.timing``
+   alignlab run METHOD`` does; the reward model trained afresh) with ``alignlab.timing``
    on, split into sampling, scoring (the gold judge and the reward model), training (the
    steps, less the sampling and scoring inside them), evaluation (all of it) and other
    (loading, encoding, reference log-probs).
@@ -50,7 +50,7 @@ import torch
 
 from .. import world
 from ..models import get_profile
-from ..training import phase, timing
+from ..timing import phase, timing
 
 LECTURES = ("rm", "ppo", "dpo", "kto", "grpo")
 """The methods whose lecture runs are split into phases by default."""
@@ -356,6 +356,7 @@ def lecture_phases(name: str, profile, seed: int, overrides: dict | None = None)
     """Seconds per phase of method ``name``'s run (the reward model: trained, not loaded)."""
     from ..methods import REGISTRY, dpo
     from ..methods import rm as rm_mod
+    from ..registry import build_config
 
     dpo._PAIRS_CACHE.clear()  # its pairs are sampled inside the run, as in a fresh process
     t0 = time.perf_counter()
@@ -364,7 +365,8 @@ def lecture_phases(name: str, profile, seed: int, overrides: dict | None = None)
             config = rm_mod.RMConfig.for_profile(profile, **{"seed": seed, **(overrides or {})})
             rm_mod.build_reward_model(profile, seed, config, progress=False)
         else:
-            REGISTRY[name].run(profile, seed, dict(overrides or {}))
+            method = REGISTRY[name]
+            method.run(profile, seed, build_config(method, profile, seed, overrides))
     total = time.perf_counter() - t0
     out = {k: t.seconds.get(k, 0.0) for k in PHASES[:-1]}
     out["other"] = max(0.0, total - sum(out.values()))
@@ -391,7 +393,7 @@ def run_bench(profile=None, seed: int = 0, warmup: int = 3, repeats: int = 10,
     from ..methods import REGISTRY
     from ..pipeline import load_sft
 
-    profile = profile if hasattr(profile, "name") else get_profile(profile)
+    profile = get_profile(profile)
     trl = _trl() if use_trl else None
     if use_trl and trl is None:
         log("TRL is not installed (pip install -e \".[trl]\"): its column is skipped")

@@ -6,8 +6,9 @@ higher reward for the same KL. This module runs that comparison in the course's 
 the true reward is known (the gold judge) and the KL is the shared evaluation's k1 estimate to
 the SFT model on held-out prompts, the same for every method:
 
-* ``ARMS``: each curve of the plot, a registered method with fixed settings (PPO against the
-  learned RM and PPO against the gold judge, "PPO-GT", are two arms of ``run ppo``) and the
+* ``ARMS``: each curve of the plot, as its method declares it (``Method.arms``): a registered
+  method with fixed settings (PPO against the learned RM and PPO against the gold judge,
+  "PPO-GT", are two arms of ``run ppo``) and the
   one setting that makes it more or less conservative (beta, the KL coefficient, N), swept
   over ``values`` (at least three each, the method's default among them where it has one);
 * ``specs``: the grid as ``sweep.RunSpec`` (one ``python -m alignlab run`` each, one torch
@@ -18,8 +19,8 @@ the SFT model on held-out prompts, the same for every method:
   sees ties) and keep the analytic bound as ``kl_bound``;
 * ``envelope`` / ``best_within``: an arm's upper envelope (the most gold reward reached within
   each KL budget) and its value at fixed budgets, per seed, with mean and range over seeds;
-* ``costs``: per arm, the run's wall time, completions sampled and labels used (and of what
-  kind), from the records and the methods' settings.
+* ``costs``: per arm, the run's wall time, and what it spends (``Method.cost`` of its settings:
+  completions sampled, labels used and of what kind, optimiser steps).
 
     python -m alignlab frontier --jobs 2 --out results/frontier        # the committed grid
     python -m alignlab frontier --methods dpo,ppo_gt --seeds 0 --grid dpo.beta=0.1,1
@@ -33,7 +34,6 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,67 +42,32 @@ from ..cache import write_json_atomic
 from ..config import override
 from ..methods import REGISTRY
 from ..models import get_profile
+from ..registry import Arm
 from . import sweep
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One curve of the frontier: ``run method`` with ``fixed`` settings, ``knob`` swept."""
-
-    name: str
-    """The arm's name on the command line (``--methods``) and in the plots."""
-    label: str
-    method: str
-    knob: str
-    values: tuple
-    fixed: tuple = ()
-    """(setting, value) pairs every run of the arm gets."""
-    needs: str = ""
-    """What the method needs besides the SFT model (for the verdicts)."""
-
-    def settings(self, value) -> dict:
-        return {**dict(self.fixed), self.knob: value}
+def all_arms(registry: dict | None = None) -> tuple[Arm, ...]:
+    """Every curve of the plot: the ``arms`` each registered method declares, in registry order."""
+    return tuple(a for m in (REGISTRY if registry is None else registry).values() for a in m.arms)
 
 
-ARMS: tuple[Arm, ...] = (
-    Arm("bon", "best-of-N (RM)", "bon", "n", (2, 8, 32),
-        needs="a reward model (offline pairs) and N samples per prompt at inference"),
-    Arm("pg", "PG (gold)", "pg", "kl_coef", (0.02, 0.05, 0.15),
-        needs="the true reward, queried for every sample (online)"),
-    Arm("ppo", "PPO (RM)", "ppo", "kl_coef", (0.03, 0.1, 0.3), (("reward", "rm"),),
-        needs="a reward model (offline pairs), a critic, online samples"),
-    Arm("ppo_gt", "PPO-GT (gold)", "ppo", "kl_coef", (0.03, 0.1, 0.3), (("reward", "gold"),),
-        needs="the true reward, queried for every sample (online), a critic"),
-    Arm("dpo", "DPO", "dpo", "beta", (0.1, 0.3, 1.0),
-        needs="offline preference pairs"),
-    Arm("kto", "KTO", "kto", "beta", (0.3, 1.0, 3.0),
-        needs="offline thumbs-up/down labels"),
-    Arm("online_dpo", "online DPO", "online_dpo", "beta", (0.1, 0.3, 1.0),
-        needs="pairs labelled online, as the policy trains"),
-    Arm("bpo", "BPO", "bpo", "beta", (0.1, 0.3, 1.0),
-        needs="pairs labelled online, as the policy trains"),
-    Arm("vpo", "VPO", "vpo", "beta", (0.1, 0.3, 1.0),
-        needs="pairs labelled online, as the policy trains"),
-    Arm("rloo", "RLOO (gold)", "rloo", "beta", (0.02, 0.05, 0.15),
-        needs="the true reward, queried for every sample (online); no critic"),
-    Arm("grpo", "GRPO (gold)", "grpo", "beta", (0.01, 0.04, 0.15),
-        needs="the true reward, queried for every sample (online); no critic"),
-)
+ARMS: tuple[Arm, ...] = all_arms()
 ARM = {a.name: a for a in ARMS}
 
 BUDGETS = (1.0, 2.0, 4.0)
 """KL budgets (nats) of the table: the most gold reward each arm reaches within them."""
 
 
-def arms(names: str = "") -> list[Arm]:
+def arms(names: str = "", registry: dict | None = None) -> list[Arm]:
     """The arms named in ``names`` (comma-separated; empty: all), or a ValueError naming the unknown."""
+    by_name = {a.name: a for a in all_arms(registry)}
     if not names:
-        return list(ARMS)
+        return list(by_name.values())
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in ARM]
+    unknown = [n for n in wanted if n not in by_name]
     if unknown:
-        raise ValueError(f"unknown frontier method(s) {unknown}; choose from {', '.join(ARM)}")
-    return [ARM[n] for n in wanted]
+        raise ValueError(f"unknown frontier method(s) {unknown}; choose from {', '.join(by_name)}")
+    return [by_name[n] for n in wanted]
 
 
 def parse_grid(items: list[str], chosen: list[Arm]) -> dict[str, tuple]:
@@ -141,10 +106,10 @@ def specs(chosen: list[Arm], seeds, profile: str = "quick", grid: dict | None = 
             for a in chosen for v in grid.get(a.name, a.values) for s in seeds]
 
 
-def arm_of(spec_dict: dict) -> Arm | None:
+def arm_of(spec_dict: dict, registry: dict | None = None) -> Arm | None:
     """The arm a record's spec belongs to (by method and fixed settings), or None."""
     settings = spec_dict.get("settings", {})
-    for a in ARMS:
+    for a in all_arms(registry):
         if a.method == spec_dict["method"] and all(str(settings.get(k)) == str(v) for k, v in a.fixed) \
                 and a.knob in settings:
             return a
@@ -156,18 +121,18 @@ def arm_of(spec_dict: dict) -> Arm | None:
 # ---------------------------------------------------------------------------
 
 
-def points(records: list[dict]) -> list[dict]:
+def points(records: list[dict], registry: dict | None = None) -> list[dict]:
     """One row per evaluation checkpoint of every finished run of an arm.
 
     Keys: arm, label, value (the knob's), seed, step, gold_reward, kl, win_rate, valid_rate,
-    the CI half-widths, and for best-of-N ``kl_bound`` (the analytic KL; ``kl`` is then the
-    tie-aware estimate). A run without ``evals`` (an older record) gives its final metrics as
-    its one point."""
+    the CI half-widths. A checkpoint that reports a tie-aware ``kl_estimate`` (best-of-N) is placed
+    by it, its ``kl`` kept as ``kl_bound`` (the analytic KL). A run without ``evals`` (an older
+    record) gives its final metrics as its one point."""
     rows = []
     for rec in records:
         if rec.get("status") != "ok":
             continue
-        arm = arm_of(rec["spec"])
+        arm = arm_of(rec["spec"], registry)
         if arm is None:
             continue
         result = rec["result"]
@@ -178,7 +143,7 @@ def points(records: list[dict]) -> list[dict]:
             for k in ("gold_reward", "kl", "win_rate", "valid_rate", "gold_reward_ci", "win_rate_ci"):
                 if k in ev:
                     row[k] = float(ev[k])
-            if arm.method == "bon" and "kl_estimate" in ev:
+            if "kl_estimate" in ev:
                 row["kl_bound"], row["kl"] = row["kl"], float(ev["kl_estimate"])
             rows.append(row)
     return rows
@@ -237,47 +202,27 @@ def budget_table(pts: list[dict], budgets=BUDGETS, metric: str = "gold_reward") 
     return out
 
 
-def costs(records: list[dict], profile: str = "quick") -> list[dict]:
-    """Per arm and knob value: median wall seconds of a run (over seeds), completions the
-    method sampled, labels it used and their kind (from the method's settings)."""
+def costs(records: list[dict], profile: str = "quick", registry: dict | None = None) -> list[dict]:
+    """Per arm and knob value: median wall seconds of a run (over seeds), and what one run spends
+    (``Method.cost`` of its settings): completions sampled, labels used and their kind, optimiser
+    steps."""
+    registry = REGISTRY if registry is None else registry
     prof = get_profile(profile)
     groups: dict[tuple, list[dict]] = {}
     for rec in records:
-        arm = arm_of(rec["spec"])
+        arm = arm_of(rec["spec"], registry)
         if arm is not None and rec.get("status") == "ok":
-            groups.setdefault((arm.name, rec["spec"]["settings"][arm.knob]), []).append(rec)
+            groups.setdefault((arm, rec["spec"]["settings"][arm.knob]), []).append(rec)
     out = []
-    for (name, value), recs in groups.items():
-        arm = ARM[name]
-        cfg = override(REGISTRY[arm.method].config.for_profile(prof), recs[0]["spec"]["settings"])
-        samples, labels, kind = _cost(arm, cfg, prof)
-        out.append({"arm": name, "label": arm.label, "value": value, "runs": len(recs),
+    for (arm, value), recs in groups.items():
+        method = registry[arm.method]
+        cost = method.cost(override(method.config.for_profile(prof), recs[0]["spec"]["settings"]), prof)
+        out.append({"arm": arm.name, "label": arm.label, "value": value, "runs": len(recs),
                     "seconds": statistics.median(r["seconds"] for r in recs),
-                    "samples": samples, "labels": labels, "label_kind": kind})
-    order = {a.name: i for i, a in enumerate(ARMS)}
+                    "samples": cost.samples, "labels": cost.labels, "label_kind": cost.label_kind,
+                    "steps": cost.steps})
+    order = {a.name: i for i, a in enumerate(all_arms(registry))}
     return sorted(out, key=lambda r: (order[r["arm"]], float(r["value"])))
-
-
-def _cost(arm: Arm, cfg, prof) -> tuple[int, int, str]:
-    """(completions sampled for training or selection, labels used, what a label is)."""
-    m = arm.method
-    if m == "bon":
-        return cfg.n * prof.eval_prompts, cfg.n_pairs, "offline pairs (the RM's), + N RM calls per prompt"
-    if m in ("pg", "ppo"):
-        n = cfg.steps * cfg.batch_size
-        if m == "ppo" and cfg.reward == "rm":
-            from .methods.rm import RMConfig
-            return n, RMConfig.for_profile(prof).n_pairs, "offline pairs (the RM's)"
-        return n, n, "true-reward scores, online"
-    if m == "dpo":
-        return 2 * cfg.n_pairs, cfg.n_pairs, "offline pairs"
-    if m == "kto":
-        return cfg.n_examples, cfg.n_examples, "offline thumbs up/down"
-    if m in ("online_dpo", "bpo", "vpo"):
-        return 2 * cfg.n_pairs, cfg.n_pairs, "pairs labelled online"
-    if m in ("rloo", "grpo"):
-        return cfg.completions, cfg.completions, "true-reward scores, online"
-    raise ValueError(f"no cost model for method {m!r}")
 
 
 def load(out: str | Path = "results/frontier") -> list[dict]:

@@ -136,7 +136,7 @@ def load_proxy(name: str, profile: Profile | str | None = None, device=None, pro
                seed: int = 0):
     """(reward model, tokenizer) of proxy ``name`` on the SFT model of ``seed``, from the cache
     (trained on first use)."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     return load_reward_model(profile, seed, device, proxy_config(name, profile), progress)
 
 

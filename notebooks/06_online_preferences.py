@@ -207,13 +207,13 @@ assert big.last("valid_rate") < 0.5 and big.last("kl") > 5 * ok.last("kl") and b
 #   python -m alignlab run vpo --seed $s --json               # alpha = 0.03, the default
 #   python -m alignlab run vpo --set alpha=0.1 --seed $s --json
 #   python -m alignlab run online_dpo --set labeller=reward_model --seed $s --json
-# done > notebooks/06_online_results.jsonl
+# done > results/online/06_online_results.jsonl
 # ```
 #
-# (On the 2-core CPU each run takes 10-25 s; the lines are stored in `notebooks/06_online_results.jsonl`.) Each cell is the mean over the three seeds and, after ±, half the range (max - min) / 2:
+# (On the 2-core CPU each run takes 10-25 s; the lines are stored in `results/online/06_online_results.jsonl`.) Each cell is the mean over the three seeds and, after ±, half the range (max - min) / 2:
 
 # %%
-results = next(p for p in (Path("06_online_results.jsonl"), Path("notebooks/06_online_results.jsonl")) if p.exists())
+results = next(p for p in (Path("../results/online/06_online_results.jsonl"), Path("results/online/06_online_results.jsonl")) if p.exists())
 rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
 
 def label(r):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 
 import pytest
@@ -57,9 +56,7 @@ def test_train_times_each_step_and_its_evaluations():
 
 
 @pytest.mark.slow
-def test_bench_runs_on_micro_and_prints_the_json(tmp_path_factory, monkeypatch, capsys):
-    root = os.environ.get("ALIGNLAB_MICRO_CACHE") or str(tmp_path_factory.getbasetemp() / "micro-cache")
-    monkeypatch.setenv("ALIGNLAB_CACHE", root)  # the registry tests' micro cache, if they ran
+def test_bench_runs_on_micro_and_prints_the_json(micro_cache, capsys):
     argv = ["bench", "--profile", "micro", "--smoke", "--warmup", "1", "--repeats", "2",
             "--lectures", "dpo", "--json"]
     assert cli.main(argv) == 0

@@ -22,6 +22,7 @@ from alignlab.methods import REGISTRY
 from alignlab.models import BASE_MODEL_ENV, base_model_fingerprint, get_profile, load_causal_lm, settings_dict
 from alignlab.sampling import encode, sample, sequence_logprobs
 from alignlab.tokenizer import adapt_tokenizer, load_tokenizer
+from conftest import run_json
 
 EOT = "<|endoftext|>"
 
@@ -147,17 +148,13 @@ def test_a_folder_without_a_tokenizer_is_one_line(tmp_path, capsys, monkeypatch,
     assert "has no tokenizer" in err
 
 
-def _run(capsys, *argv) -> dict:
-    assert cli.main(["run", *argv, "--profile", "micro", "--seed", "0", "--json"]) == 0
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
 def test_sft_and_dpo_run_on_your_own_model_through_the_cli(model_folder, capsys, monkeypatch,
                                                            empty_cache):
     monkeypatch.setenv(BASE_MODEL_ENV, str(model_folder))
-    sft = _run(capsys, "sft")
-    dpo = _run(capsys, "dpo", *[f"--set={k}={v}" for k, v in REGISTRY["dpo"].smoke.items()])
+    sft = run_json(capsys, "sft", "--profile", "micro", "--seed", "0")
+    dpo = run_json(capsys, "dpo", "--profile", "micro", "--seed", "0",
+                   *[f"--set={k}={v}" for k, v in REGISTRY["dpo"].smoke.items()])
     for out, name in ((sft, "sft"), (dpo, "dpo")):
         assert out["method"] == name and out["profile"] == "micro"
         for k in ("gold_reward", "kl", "win_rate", "valid_rate"):

@@ -6,6 +6,7 @@ stubs, and fail on typical wrong implementations with a hint that names the mist
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import sys
@@ -14,13 +15,12 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from wrong import BY_SET, WRONG
 
 from alignlab.course import checks
 from alignlab.course.checks import CHECKS, EXERCISE_SETS, check, max_points, run_check, summary
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from wrong_impls import WRONG  # noqa: E402
 
 EXERCISES = [name for names in EXERCISE_SETS.values() for name in names]
 
@@ -75,7 +75,14 @@ def test_every_check_fails_cleanly_on_the_generated_stubs(set_name, capsys):
 
 def test_every_check_has_at_least_two_typical_wrong_implementations():
     for name in EXERCISES:
-        assert len(WRONG.get(name, [])) >= 2, f"{name}: add wrong implementations to tests/fixtures"
+        assert len(WRONG.get(name, [])) >= 2, f"{name}: add wrong implementations to tests/fixtures/wrong"
+
+
+def test_the_wrong_implementations_mirror_the_checks_modules():
+    """tests/fixtures/wrong/<set>.py holds the wrong versions of the exercises of course/checks/<set>.py."""
+    for module, table in BY_SET.items():
+        set_name = importlib.import_module(f"alignlab.course.checks.{module}").SET
+        assert set(table) <= set(EXERCISE_SETS[set_name]), f"fixtures/wrong/{module}.py: {sorted(table)}"
 
 
 WRONG_CASES = [(n, label, fn, words) for n, items in WRONG.items() for label, fn, words in items]

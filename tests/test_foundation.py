@@ -18,6 +18,7 @@ from alignlab import cache, data, world
 from alignlab.evaluation import Evaluator, win_rate
 from alignlab.models import get_profile
 from alignlab.sampling import encode, sample, sequence_logprobs, token_logprobs
+from conftest import run_cli
 
 # --- grammar and fluency ---------------------------------------------------
 
@@ -395,16 +396,10 @@ def test_same_seed_same_training_numbers(tmp_path):
     assert runs[0] == runs[1] and runs[0] != other
 
 
-def _cli(*args):
-    out = subprocess.run([sys.executable, "-m", "alignlab", *args], capture_output=True, text=True,
-                         timeout=600)
-    return out
-
-
 def test_cli_run_sft_prints_json_and_repeats_exactly(sft):
     rows = []
     for _ in range(2):
-        out = _cli("run", "sft", "--profile", "quick", "--seed", "0", "--json")
+        out = run_cli("run", "sft", "--profile", "quick", "--seed", "0", "--json")
         assert out.returncode == 0, out.stderr
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     for key in ("method", "profile", "seed", "seconds", "gold_reward", "kl", "win_rate", "valid_rate"):
@@ -418,4 +413,8 @@ def test_cli_help_lists_every_command():
     from alignlab import cli
 
     commands = cli.build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"run", "course", "notebooks", "exercises", "grade", "seeds", "site", "bench", "frontier"}
+    assert set(commands) == set(cli.COMMANDS) == {"run", "course", "notebooks", "exercises", "grade", "seeds", "site",
+                                                  "bench", "frontier", "docs"}
+    from alignlab.models import PROFILES
+
+    assert set(cli.PROFILES) == set(PROFILES)

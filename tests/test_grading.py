@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import hostile
 import nbformat
 import pytest
 
@@ -37,8 +38,6 @@ from alignlab.course.checks import EXERCISE_SETS, max_points, run_check
 from alignlab.course.grading import authorship, protocol, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-import hostile  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # The generator
@@ -130,11 +129,11 @@ def test_rows_are_written_and_flushed_one_at_a_time(tmp_path, monkeypatch):
     out = tmp_path / "grades.csv"
     seen = []
 
-    def fake_grade(path, root, timeout, executed, force_set):
+    def fake_grade(path, root, timeout, executed, force_set, **options):
         seen.append(out.read_text().count("\n"))  # rows already on disk when the next one starts
         return {c: "" for c in grading.COLUMNS} | {"submission": path.name, "points": 1, "max_points": 1}
 
-    monkeypatch.setattr(grading, "grade_notebook", fake_grade)
+    monkeypatch.setattr(grading.grade, "grade_notebook", fake_grade)
     grading.grade_folder(tmp_path / "subs", out, progress=False)
     assert seen == [1, 2, 3]  # header, then one more row each time
 
@@ -149,7 +148,7 @@ def test_parallel_rows_stay_in_submission_order_and_are_written_as_soon_as_they_
     out = tmp_path / "grades.csv"
     a_may_finish, on_disk = threading.Event(), {}
 
-    def fake_grade(path, root, timeout, executed, force_set):
+    def fake_grade(path, root, timeout, executed, force_set, **options):
         if path.name == "a.ipynb":  # the first submission is the slowest
             assert a_may_finish.wait(10)
             on_disk["when a finished"] = out.read_text().count("\n")
@@ -157,12 +156,34 @@ def test_parallel_rows_stay_in_submission_order_and_are_written_as_soon_as_they_
             a_may_finish.set()  # b and c are done (two jobs), a is not: nothing may be written yet
         return {c: "" for c in grading.COLUMNS} | {"submission": path.name, "points": 1, "max_points": 1}
 
-    monkeypatch.setattr(grading, "grade_notebook", fake_grade)
+    monkeypatch.setattr(grading.grade, "grade_notebook", fake_grade)
     rows = grading.grade_folder(subs, out, progress=False, jobs=2)
     assert [r["submission"] for r in rows] == ["a.ipynb", "b.ipynb", "c.ipynb", "d.ipynb"]
     assert on_disk["when a finished"] == 1  # only the header: b's row waits for a's
     with open(out, newline="") as f:
         assert [r["submission"] for r in csv.DictReader(f)] == ["a.ipynb", "b.ipynb", "c.ipynb", "d.ipynb"]
+
+
+def test_the_sandbox_limits_and_csv_are_arguments_and_nothing_outlives_a_call(tmp_path, monkeypatch):
+    from alignlab.course.grading import judge
+
+    seen = []
+
+    def fake_run(sources, set_name, timeout, box, limits, hide, workdir, reserve):
+        seen.append((box, limits, hide))
+        return judge.Run()
+
+    monkeypatch.setattr(judge, "run_submission", fake_run)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nbformat.write(_nb("x = 1"), subs / "a_dpo.ipynb")
+    out, limits = tmp_path / "out" / "g.csv", sandbox.Limits(processes=7)
+    grading.grade_folder(subs, out, progress=False, sandbox_choice="none", limits=limits)
+    grading.grade_notebook(subs / "a_dpo.ipynb")  # a direct call: the defaults, not the folder's choices
+    (box, used, hide), (_, default, hide_again) = seen
+    assert box.kind == "none" and used is limits and default == sandbox.Limits()
+    assert out.resolve() in hide and out.resolve() not in hide_again
+    assert subs.resolve() in hide and subs.resolve() in hide_again
 
 
 def test_the_banner_says_what_holds_and_what_does_not(monkeypatch):

@@ -20,31 +20,19 @@ import pytest
 import torch
 
 from alignlab import losses as L
+from conftest import HAVE_TRL, TRL_VERSION, grad_leaf, needs_trl
 
-TRL_VERSION = "1.16"
-REFERENCE = Path(__file__).parent / "fixtures" / "trl_1_16_grpo_reference.json"
-try:
+if HAVE_TRL:
     import trl
     from trl.trainer import grpo_trainer as trl_grpo
     from trl.trainer import rloo_trainer as trl_rloo
     from trl.trainer.utils import nanstd as trl_nanstd
 
-    HAVE_TRL = trl.__version__.startswith(TRL_VERSION + ".")
-except ImportError:
-    HAVE_TRL = False
-needs_trl = pytest.mark.skipif(not HAVE_TRL, reason=f"needs TRL {TRL_VERSION}.x (pip install -e '.[test]')")
+pytestmark = pytest.mark.usefixtures("seeded")
+REFERENCE = Path(__file__).parent / "fixtures" / "trl_1_16_grpo_reference.json"
 
 # aggregation here -> TRL 1.16 GRPOConfig.loss_type
 TRL_LOSS_TYPE = {"sequence_mean": "grpo", "token_mean": "bnpo", "dr_grpo": "dr_grpo"}
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-
-
-def _leaf(x):
-    return x.detach().clone().requires_grad_(True)
 
 
 # ---------------------------------------------------------------------------
@@ -147,7 +135,7 @@ def _loss_and_grads(case: dict, use_trl: bool) -> dict:
     """The loss, the gradient w.r.t. the new log-probs, and the advantages, by our code or TRL's."""
     x = _batch(seed=case["seed"])
     eps, T = case.get("clip_eps", 0.2), x["mask"].shape[1]
-    leaf = _leaf(x["logp"])
+    leaf = grad_leaf(x["logp"])
     if case["loss"] == "grpo":
         adv = (trl_group_advantages(x["rewards"], "std") if use_trl else L.group_advantages(x["rewards"])).reshape(-1)
         args = (x["old"], x["ref"], adv, x["mask"])
@@ -235,7 +223,7 @@ def test_group_advantages_by_hand():
 def test_grpo_loss_by_hand():
     # one completion of 2 tokens (a third column is padding), A = 1, eps = 0.2
     old = torch.tensor([[-1.0, -2.0, 0.0]])
-    logp = _leaf(old + torch.tensor([[0.1, 0.5, 0.0]]))  # ratios e^0.1 (inside), e^0.5 (clipped to 1.2)
+    logp = grad_leaf(old + torch.tensor([[0.1, 0.5, 0.0]]))  # ratios e^0.1 (inside), e^0.5 (clipped to 1.2)
     ref = old.clone()
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     loss, stats = L.grpo_loss(logp, old, ref, torch.tensor([1.0]), mask, clip_eps=0.2, beta=0.5)
@@ -251,7 +239,7 @@ def test_grpo_loss_by_hand():
 
 
 def test_rloo_loss_by_hand_and_reinforce_gradient_at_step0():
-    logp = _leaf(torch.tensor([[-1.0, -2.0], [-0.5, 0.0]]))
+    logp = grad_leaf(torch.tensor([[-1.0, -2.0], [-0.5, 0.0]]))
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
     adv = torch.tensor([2.0, -2.0])
     loss, stats = L.rloo_loss(logp, logp.detach().clone(), adv, mask)
@@ -282,13 +270,13 @@ def test_grpo_step0_ratio_one_kl_zero_advantages_sum_to_zero(aggregation):
     adv = L.group_advantages(x["rewards"])
     torch.testing.assert_close(adv.sum(1), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(L.rloo_advantages(x["rewards"]).sum(1), torch.zeros(3), atol=1e-5, rtol=0)
-    logp = _leaf(x["old"])
+    logp = grad_leaf(x["old"])
     loss, stats = L.grpo_loss(logp, x["old"], x["old"], adv.reshape(-1), x["mask"], beta=0.04,
                               aggregation=aggregation, max_tokens=10)
     assert stats["ratio_mean"].item() == 1.0 and stats["kl"].item() == 0.0 and stats["clipfrac"].item() == 0.0
     # loss = - aggregated advantage; with equal lengths in a group that is 0
     eq = torch.ones(4, 5)
-    loss_eq, _ = L.grpo_loss(_leaf(torch.zeros(4, 5)), torch.zeros(4, 5), torch.zeros(4, 5),
+    loss_eq, _ = L.grpo_loss(grad_leaf(torch.zeros(4, 5)), torch.zeros(4, 5), torch.zeros(4, 5),
                              L.group_advantages(torch.randn(1, 4)).reshape(-1), eq, aggregation=aggregation,
                              max_tokens=5)
     assert abs(loss_eq.item()) < 1e-6
@@ -299,11 +287,11 @@ def test_identical_rewards_give_zero_advantage_and_no_nan():
     for adv in (L.group_advantages(r), L.group_advantages(r, scale="none"), L.rloo_advantages(r)):
         assert torch.equal(adv, torch.zeros(2, 8))
     x = _batch(P=2, k=8)
-    logp = _leaf(x["logp"])
+    logp = grad_leaf(x["logp"])
     loss, _ = L.grpo_loss(logp, x["old"], x["ref"], L.group_advantages(r).reshape(-1), x["mask"], beta=0.0)
     loss.backward()
     assert loss.item() == 0.0 and torch.equal(logp.grad, torch.zeros_like(logp))  # nothing to learn, no NaN
-    logp = _leaf(x["logp"])
+    logp = grad_leaf(x["logp"])
     loss, _ = L.rloo_loss(logp, x["old"], L.rloo_advantages(r).reshape(-1), x["mask"])
     loss.backward()
     assert loss.item() == 0.0 and torch.isfinite(logp.grad).all()
@@ -338,7 +326,7 @@ def test_aggregations_differ_by_length_as_dr_grpo_says():
     adv = torch.tensor([1.0, 1.0])
     grads = {}
     for agg in L.AGGREGATIONS:
-        logp = _leaf(torch.zeros(2, 4))
+        logp = grad_leaf(torch.zeros(2, 4))
         L.grpo_loss(logp, torch.zeros(2, 4), None, adv, mask, beta=0.0, aggregation=agg, max_tokens=4)[0].backward()
         grads[agg] = logp.grad
     # sequence_mean: each completion weighs 1/B, spread over its tokens: the short one's token gets 4x
@@ -350,7 +338,7 @@ def test_aggregations_differ_by_length_as_dr_grpo_says():
 
 def test_clip_only_stops_the_gradient_in_the_direction_of_the_advantage():
     old = torch.zeros(2, 1)
-    logp = _leaf(torch.tensor([[0.5], [0.5]]))  # ratio e^0.5 > 1.2 for both
+    logp = grad_leaf(torch.tensor([[0.5], [0.5]]))  # ratio e^0.5 > 1.2 for both
     L.grpo_loss(logp, old, None, torch.tensor([1.0, -1.0]), torch.ones(2, 1), beta=0.0)[0].backward()
     assert logp.grad[0, 0].item() == 0.0       # A > 0, ratio above 1 + eps: clipped, no gradient
     assert logp.grad[1, 0].item() > 0          # A < 0: the unclipped branch is the min, still pushed down

@@ -17,29 +17,21 @@ import pytest
 import torch
 
 from alignlab import losses as L
+from conftest import HAVE_TRL, TRL_VERSION, grad_leaf, needs_trl
 
 # The live cross-checks call TRL's trainer internals (DPOTrainer._compute_loss,
 # KTOTrainer._compute_loss, RewardTrainer.compute_loss), so they are pinned to the TRL
-# version they were written against; the test extra installs it. TRL's outputs on fixed
-# inputs are also frozen in tests/fixtures/trl_1_16_reference.json, which the losses are
-# compared with whatever TRL is installed (or none): those checks never skip.
-TRL_VERSION = "1.16"
-REFERENCE = Path(__file__).parent / "fixtures" / "trl_1_16_reference.json"
-try:
+# version they were written against (conftest.TRL_VERSION); the test extra installs it.
+# TRL's outputs on fixed inputs are also frozen in tests/fixtures/trl_1_16_reference.json,
+# which the losses are compared with whatever TRL is installed (or none): those checks never skip.
+if HAVE_TRL:
     import trl
     from trl.trainer import dpo_trainer as trl_dpo
     from trl.trainer import kto_trainer as trl_kto
     from trl.trainer import reward_trainer as trl_reward
 
-    HAVE_TRL = trl.__version__.startswith(TRL_VERSION + ".")
-except ImportError:
-    HAVE_TRL = False
-needs_trl = pytest.mark.skipif(not HAVE_TRL, reason=f"needs TRL {TRL_VERSION}.x (pip install -e '.[test]')")
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")
+REFERENCE = Path(__file__).parent / "fixtures" / "trl_1_16_reference.json"
 
 
 # ---------------------------------------------------------------------------
@@ -113,10 +105,6 @@ def trl_kto_loss(policy_logps, ref_logps, labels, policy_kl_logps, ref_kl_logps,
     return trl_kto.KTOTrainer._compute_loss(fake_self, model, inputs, return_outputs=False)
 
 
-def _leaf(x):
-    return x.detach().clone().requires_grad_(True)
-
-
 # ---------------------------------------------------------------------------
 # Bradley-Terry reward model loss
 # ---------------------------------------------------------------------------
@@ -127,7 +115,7 @@ def _leaf(x):
 def test_bt_loss_matches_trl_reward_trainer_and_gradients(with_margin):
     rc, rr = torch.randn(16) * 3, torch.randn(16) * 3
     margin = torch.rand(16) if with_margin else None
-    ours_c, ours_r, trl_c, trl_r = _leaf(rc), _leaf(rr), _leaf(rc), _leaf(rr)
+    ours_c, ours_r, trl_c, trl_r = grad_leaf(rc), grad_leaf(rr), grad_leaf(rc), grad_leaf(rr)
 
     ours = L.bt_loss(ours_c, ours_r, margin=margin)
     theirs = trl_reward_loss(trl_c, trl_r, margin=margin)
@@ -172,7 +160,7 @@ def test_pairwise_accuracy_counts_ties_as_half():
 def test_dpo_loss_and_gradients_match_trl(beta):
     pc, pr = torch.randn(8) * 5 - 20, torch.randn(8) * 5 - 20
     rc, rr = pc + torch.randn(8), pr + torch.randn(8)
-    ours_c, ours_r, trl_c, trl_r = _leaf(pc), _leaf(pr), _leaf(pc), _leaf(pr)
+    ours_c, ours_r, trl_c, trl_r = grad_leaf(pc), grad_leaf(pr), grad_leaf(pc), grad_leaf(pr)
 
     loss, chosen_rewards, rejected_rewards = L.dpo_loss(ours_c, ours_r, rc, rr, beta=beta)
     theirs = trl_dpo_loss(trl_c, trl_r, rc, rr, beta)
@@ -203,7 +191,7 @@ def test_dpo_with_sft_term_matches_trl_sigmoid_plus_sft(weight):
     ours = loss + weight * chosen_token_nll(logps[:B], mask[:B])
     (g_ours,) = torch.autograd.grad(ours, per_token)
 
-    theirs_input = per_token.detach().clone().requires_grad_(True)
+    theirs_input = grad_leaf(per_token)
 
     def model(**kwargs):
         n = 2 * B
@@ -257,7 +245,7 @@ def test_kto_loss_and_gradients_match_trl(kl_offset, lambdas):
     labels = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0, 1, 1], dtype=torch.bool)
     ref_kl = torch.randn(B) - 30
     policy_kl = ref_kl + kl_offset + 0.1 * torch.randn(B)
-    ours_p, trl_p, ours_kl = _leaf(policy), _leaf(policy), _leaf(policy_kl)
+    ours_p, trl_p, ours_kl = grad_leaf(policy), grad_leaf(policy), grad_leaf(policy_kl)
 
     loss, z0, rewards = L.kto_loss(ours_p, ref, labels, ours_kl, ref_kl, beta=0.2, lambda_d=lambda_d, lambda_u=lambda_u)
     theirs = trl_kto_loss(trl_p, ref, labels, policy_kl, ref_kl, 0.2, lambda_d, lambda_u)
@@ -497,7 +485,7 @@ def test_ppo_gradient_zero_exactly_where_clip_is_active():
 def test_ppo_padding_gets_no_gradient_even_with_garbage():
     logprobs = torch.randn(2, 4, dtype=torch.float64)
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]])
-    garbage_lp = _leaf(logprobs.masked_fill(mask == 0, 1e4))
+    garbage_lp = grad_leaf(logprobs.masked_fill(mask == 0, 1e4))
     adv = torch.randn(2, 4, dtype=torch.float64).masked_fill(mask == 0, float("nan"))
     loss, _ = L.ppo_clip_loss(garbage_lp, logprobs - 0.1, adv, mask)
     loss.backward()
@@ -633,15 +621,15 @@ def _loss_and_grads(name: str, x: dict, use_trl: bool) -> dict:
     """The loss and the gradient of its first input, by our code or by TRL's."""
     t = {k: torch.tensor(v) for k, v in x.items() if isinstance(v, list)}
     if name.startswith("bt"):
-        leaf = _leaf(t["rc"])
+        leaf = grad_leaf(t["rc"])
         fn = trl_reward_loss if use_trl else L.bt_loss
         loss = fn(leaf, t["rr"], margin=t.get("margin"))
     elif name.startswith("dpo"):
-        leaf = _leaf(t["pc"])
+        leaf = grad_leaf(t["pc"])
         loss = trl_dpo_loss(leaf, t["pr"], t["rc"], t["rr"], x["beta"]) if use_trl else \
             L.dpo_loss(leaf, t["pr"], t["rc"], t["rr"], beta=x["beta"])[0]
     else:
-        leaf, labels = _leaf(t["policy"]), t["labels"].bool()
+        leaf, labels = grad_leaf(t["policy"]), t["labels"].bool()
         args = (x["beta"], x["lambda_d"], x["lambda_u"])
         loss = trl_kto_loss(leaf, t["ref"], labels, t["policy_kl"], t["ref_kl"], *args) if use_trl else \
             L.kto_loss(leaf, t["ref"], labels, t["policy_kl"], t["ref_kl"], beta=args[0], lambda_d=args[1],

@@ -28,27 +28,15 @@ import torch
 
 from alignlab import losses as L
 from alignlab.methods import online
+from conftest import HAVE_TRL, TRL_VERSION, grad_leaf, needs_trl
 
-TRL_VERSION = "1.16"
-REFERENCE = Path(__file__).parent / "fixtures" / "trl_1_16_online_dpo_reference.json"
-try:
+if HAVE_TRL:
     import trl
     from trl.experimental.online_dpo import online_dpo_trainer as trl_online
 
-    HAVE_TRL = trl.__version__.startswith(TRL_VERSION + ".")
-except ImportError:
-    HAVE_TRL = False
-needs_trl = pytest.mark.skipif(not HAVE_TRL, reason=f"needs TRL {TRL_VERSION}.x (pip install -e '.[test]')")
+pytestmark = pytest.mark.usefixtures("seeded")
+REFERENCE = Path(__file__).parent / "fixtures" / "trl_1_16_online_dpo_reference.json"
 LN2 = math.log(2)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-
-
-def _leaf(x):
-    return x.detach().clone().requires_grad_(True)
 
 
 # ---------------------------------------------------------------------------
@@ -74,7 +62,7 @@ def test_bpo_loss_by_hand_and_at_each_phase_start():
 
 
 def test_bpo_loss_gradient_flows_to_the_policy_only():
-    pc, pr, bc, br = (_leaf(torch.randn(4) - 5) for _ in range(4))
+    pc, pr, bc, br = (grad_leaf(torch.randn(4) - 5) for _ in range(4))
     loss, *_ = L.bpo_loss(pc, pr, bc, br, beta=0.3)
     loss.backward()
     assert bc.grad is None and br.grad is None  # the behaviour policy is frozen
@@ -99,7 +87,7 @@ def test_vpo_loss_by_hand_both_signs(mode, sign):
 @pytest.mark.parametrize("mode", ["online", "offline"])
 def test_vpo_step0_regulariser_is_zero_and_its_gradient_has_the_sign_of_the_mode(mode):
     s, t, cal = torch.randn(5) - 20, torch.randn(5) - 20, torch.randn(7) - 15
-    cal_p = _leaf(cal)
+    cal_p = grad_leaf(cal)
     loss, c, r, reg = L.vpo_loss(s, t, s.clone(), t.clone(), cal_p, cal.clone(), beta=0.1, alpha=3.0, mode=mode)
     assert loss.item() == pytest.approx(LN2, abs=1e-6) and reg.item() == 0.0
     loss.backward()
@@ -123,7 +111,7 @@ def test_xpo_by_hand_and_online_vpo_has_its_gradient():
     # TRL <= 1.13 XPOTrainer: loss = (dpo_losses + alpha * model_logprobs_ref_data_sum).mean()
     h = (pc - rc) - (pr - rr)
     by_hand = (-torch.nn.functional.logsigmoid(beta * h) + alpha * beta * y_ref_pol).mean()
-    x_leaf, v_leaf = _leaf(y_ref_pol), _leaf(y_ref_pol)
+    x_leaf, v_leaf = grad_leaf(y_ref_pol), grad_leaf(y_ref_pol)
     xpo, *_, bonus = L.xpo_loss(pc, pr, rc, rr, x_leaf, beta=beta, alpha=alpha * beta)
     vpo, *_, reg = L.vpo_loss(pc, pr, rc, rr, v_leaf, y_ref_ref, beta=beta, alpha=alpha, mode="online")
     assert xpo.item() == pytest.approx(by_hand.item(), rel=1e-6)
@@ -209,7 +197,7 @@ def ours_online_dpo_loss(x: dict, leaf, beta: float):
 def _loss_and_grad(name: str, use_trl: bool) -> dict:
     case = _reference_cases()[name]
     x = _online_batch(case["seed"], B=case.get("B", 5))
-    leaf = _leaf(x["logp"])
+    leaf = grad_leaf(x["logp"])
     loss, stats = (trl_online_dpo_loss if use_trl else ours_online_dpo_loss)(x, leaf, case["beta"])
     return {"loss": loss.item(), "grad": leaf.grad.flatten().tolist(), "margin": stats["rewards/margins"][0]}
 

@@ -10,9 +10,7 @@ adding one takes: its module and one line in the registry, nothing patched.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import subprocess
 import sys
 
@@ -24,19 +22,7 @@ from alignlab.methods import REGISTRY
 from alignlab.models import get_profile
 from alignlab.registry import SHARED_KEYS, Arm, Cost, Method, build_config, check, field_docs
 from alignlab.studies import frontier
-
-
-@pytest.fixture
-def micro_cache(tmp_path_factory, monkeypatch):
-    """One cache for the micro runs of this module (the SFT and RM are trained once)."""
-    root = os.environ.get("ALIGNLAB_MICRO_CACHE") or str(tmp_path_factory.getbasetemp() / "micro-cache")
-    monkeypatch.setenv("ALIGNLAB_CACHE", root)
-    return root
-
-
-def _run(capsys, *argv) -> dict:
-    assert cli.main(["run", *argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+from conftest import run_cli, run_json
 
 
 @pytest.mark.slow
@@ -52,7 +38,7 @@ def test_every_method_runs_and_reports_the_promised_keys(name, micro_cache, caps
 
     monkeypatch.setattr(training.History, "log", recording_log)
     sets = [f"--set={k}={v}" for k, v in method.smoke.items()]
-    out = _run(capsys, name, "--profile", "micro", "--seed", "0", *sets)
+    out = run_json(capsys, name, "--profile", "micro", "--seed", "0", *sets)
     missing = [k for k in (*SHARED_KEYS, *method.reports) if k not in out]
     assert not missing, f"run {name}: JSON line lacks {missing}"
     assert out["method"] == name and out["profile"] == "micro" and out["seed"] == 0
@@ -100,11 +86,6 @@ def test_run_help_comes_from_the_registry(capsys):
     assert "beta" in text and f"= {defaults.beta!r}" in text and doc[:40] in " ".join(text.split())
 
 
-def _cli(*argv, env=None):
-    return subprocess.run([sys.executable, "-m", "alignlab", *argv], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("argv, words", [
     (["run", "dpo", "--set", "nosuch=1"], "no setting 'nosuch'"),
@@ -115,7 +96,7 @@ def _cli(*argv, env=None):
     (["run", "dpo", "--profile", "huge"], "unknown profile 'huge'"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, words):
-    r = _cli(*argv)
+    r = run_cli(*argv)
     assert r.returncode == 2, r
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -126,7 +107,7 @@ def test_user_errors_are_one_line_and_exit_2(argv, words):
 def test_an_unwritable_cache_is_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    r = _cli("run", "sft", "--profile", "micro", env={"ALIGNLAB_CACHE": str(blocker / "cache")})
+    r = run_cli("run", "sft", "--profile", "micro", env={"ALIGNLAB_CACHE": str(blocker / "cache")})
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "ALIGNLAB_CACHE" in r.stderr, r.stderr
 

@@ -335,14 +335,14 @@ def main(argv=None) -> int:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    import alignlab.course.checks as checks
+    from alignlab.course.checks import runner
 
     config = Config()
     config.HistoryManager.enabled = False
     config.InteractiveShell.colors = "NoColor"
     shell = InteractiveShell.instance(config=config)
     client = Client(fd_in, fd_out, shell)
-    checks._REMOTE = client
+    runner._REMOTE = client  # `check(...)` in the notebook now asks the grader
     _audit_reads(client, scratch)
     client.send({"ev": "hello", "python": sys.version.split()[0]})
     try:

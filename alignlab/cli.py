@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "site": ("alignlab.course.site", "execute the lecture notebooks and build a static HTML site of them"),
     "seeds": ("alignlab.studies.sweep", "each lecture's headline over SFT seeds and thread counts (a sweep)"),
     "frontier": ("alignlab.studies.frontier", "every method's arms on lecture 09's reward-KL frontier (a sweep)"),
+    "tune": ("alignlab.studies.tuning", "the tuning protocol: each arm's configurations on tuning seeds (a sweep)"),
     "bench": ("alignlab.studies.bench", "seconds per step of the course's methods against the floor"),
     "docs": ("alignlab.studies.docs", "regenerate docs/ pages and tables from the committed results"),
 }

@@ -32,6 +32,8 @@ EVALUATOR_KEYS = (*SHARED, "gold_reward_ci", "win_rate_ci", "length", "perplexit
 """What ``evaluation.Evaluator`` measures of a policy: the dashboard, the CIs, length, perplexity."""
 TRAINED_KEYS = (*EVALUATOR_KEYS, "loss", "grad_norm")
 """What every method that trains a policy on the shared loop logs (``training.train``)."""
+REPORTED_KEYS = (*SHARED, "gold_reward_ci", "win_rate_ci")
+"""The metrics every ``run --json`` line reports: the last evaluation's dashboard and its 95 % CIs."""
 SHARED_KEYS = ("method", "profile", "seed", "seconds", *SHARED)
 """Keys of every ``python -m alignlab run`` JSON line (the README promises them)."""
 
@@ -52,6 +54,9 @@ class Arm:
     """(setting, value) pairs every run of the arm gets."""
     needs: str = ""
     """What the method needs besides the SFT model (for the verdicts)."""
+    tune: tuple = dataclasses.field(default=(), hash=False)
+    """The configurations the tuning protocol tries (``studies.tuning``), each a dict of settings,
+    the default ``{}`` first; every arm tries the same number."""
     method: str = ""
     """The registered method (filled in by ``Method``)."""
 
@@ -92,8 +97,6 @@ class Method:
     """The keys its training history logs (each defined once in ``alignlab.metrics``)."""
     extra_keys: tuple[str, ...] = ()
     """Keys its JSON line adds to ``SHARED_KEYS`` (metrics or echoed settings)."""
-    evaluated: bool = True
-    """Whether its JSON line carries the shared evaluation (``EVALUATOR_KEYS``)."""
     lecture: str = ""
     """The lecture notebook that teaches it."""
     smoke: dict = dataclasses.field(default_factory=dict)
@@ -109,8 +112,7 @@ class Method:
     @property
     def reports(self) -> tuple[str, ...]:
         """The keys of its ``run --json`` line beyond the method/profile/seed/seconds header."""
-        shared = EVALUATOR_KEYS if self.evaluated else SHARED
-        return tuple(dict.fromkeys((*shared, *self.extra_keys)))
+        return tuple(dict.fromkeys((*REPORTED_KEYS, *self.extra_keys)))
 
     def settings(self, profile=None) -> list[tuple[str, str, object, str]]:
         """(name, type, default for ``profile``, one-line doc) of each setting."""
@@ -183,8 +185,12 @@ def check(method: Method, profile="micro") -> list[str]:
         try:
             for v in arm.values:
                 override(cfg, arm.settings(v))
+            for config in arm.tune:
+                override(cfg, {**arm.settings(arm.values[0]), **config})
         except ValueError as e:
             problems.append(f"arm {arm.name!r}: {e}")
+        if arm.tune and (arm.tune[0] != {} or len({repr(c) for c in arm.tune}) != len(arm.tune)):
+            problems.append(f"arm {arm.name!r}: its tuning grid must start with the default {{}} and not repeat")
     if method.arms:
         if method.cost is None:
             problems.append("frontier arms without a cost model (Method.cost)")

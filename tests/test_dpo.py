@@ -229,3 +229,43 @@ def test_select_rows_matches_a_fresh_encoding(sft):
     assert sub.input_ids.shape[1] <= full.input_ids.shape[1] and sub.completions == fresh.completions
     with torch.no_grad():
         assert torch.allclose(sequence_logprobs(ref, sub), sequence_logprobs(ref, fresh), atol=1e-4)
+
+
+def test_dpo_step_is_the_one_step_of_dpo_and_the_online_methods(tiny_lm):
+    """``dpo_step`` (lecture 06's online DPO, BPO and VPO take it too): a loss returning the loss alone
+    takes the same step and logs the same rewards (from their definition); ``calibration="pairs"``
+    is offline VPO's step (``vpo_loss`` on the batch's own completions)."""
+    from types import SimpleNamespace
+
+    from alignlab.losses import vpo_loss
+
+    lm, tok = tiny_lm
+    full = dpo.encode_pairs(tok, PAIRS["prompt"], PAIRS["chosen"], PAIRS["rejected"])
+    idx = [3, 0, 5]
+    batch = dpo.pair_batch(full, idx, len(PAIRS))
+    assert batch.completions == [PAIRS["chosen"][i] for i in idx] + [PAIRS["rejected"][i] for i in idx]
+    with torch.no_grad():
+        lp = sequence_logprobs(lm, batch)
+    rc, rr = lp[:3] - 0.5, lp[3:] + 0.2  # a reference a little off the policy: the rewards are not 0
+
+    def step(config, loss_fn=None, **kw):
+        policy = copy.deepcopy(lm)
+        opt = torch.optim.SGD(policy.parameters(), lr=0.1)
+        stats = dpo.dpo_step(policy, batch, rc, rr, opt, config, None, loss_fn, **kw)
+        return stats, torch.cat([p.detach().flatten() for p in policy.parameters()])
+
+    config = dpo.DPOConfig(beta=0.3)
+    stats, weights = step(config)
+    bare_stats, bare_weights = step(config, lambda *a: dpo_loss(*a)[0])
+    assert bare_stats == stats and torch.equal(bare_weights, weights)
+    assert stats["rewards/chosen"] == pytest.approx(0.3 * 0.5, abs=1e-5)
+    assert stats["rewards/rejected"] == pytest.approx(0.3 * -0.2, abs=1e-5)
+
+    vpo_config = SimpleNamespace(beta=0.3, max_grad_norm=1.0, alpha=0.5, vpo_mode="offline")
+    vpo_stats, _ = step(vpo_config, calibration="pairs")
+    loss, *_, regulariser = vpo_loss(lp[:3], lp[3:], rc, rr, lp, torch.cat([rc, rr]), 0.3, 0.5, "offline")
+    assert vpo_stats["loss"] == pytest.approx(loss.item(), abs=1e-6)
+    assert vpo_stats["vpo/regulariser"] == pytest.approx(regulariser.item(), abs=1e-6)
+    assert vpo_stats["vpo/regulariser"] == pytest.approx(-0.5 * 0.3 * (3 * 0.5 - 3 * 0.2) / 6, abs=1e-5)
+    with pytest.raises(ValueError, match="calibration"):
+        step(vpo_config, calibration="pair")

@@ -414,7 +414,7 @@ def test_cli_help_lists_every_command():
 
     commands = cli.build_parser()._subparsers._group_actions[0].choices
     assert set(commands) == set(cli.COMMANDS) == {"run", "course", "notebooks", "exercises", "grade", "seeds", "site",
-                                                  "bench", "frontier", "docs"}
+                                                  "bench", "frontier", "docs", "tune"}
     from alignlab.models import PROFILES
 
     assert set(cli.PROFILES) == set(PROFILES)

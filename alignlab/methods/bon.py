@@ -270,11 +270,11 @@ def cost(config: BoNConfig, profile) -> Cost:
 METHOD = Method(
     name="bon", description="best-of-N sampling under the learned reward model (adds n; --set n=16)",
     config=BoNConfig, run=run_bon, trainer="methods.bon.bon_sweep",
-    extra_keys=("gold_reward_ci", "win_rate_ci", "length", "n", "rm_reward", "kl_estimator", "kl_estimate"),
-    evaluated=False,  # judged by the evaluator's judge, without perplexity (best-of-N is no model)
+    extra_keys=("length", "n", "rm_reward", "kl_estimator", "kl_estimate"),
     metrics=(*EVALUATOR_KEYS[:-1], "proxy_reward", "n"),
     lecture="01_bradley_terry",
     smoke=dict(n=4, n_pairs=64, steps=4, batch_size=16, n_eval_pairs=32, eval_every=2),
     arms=(Arm("bon", "best-of-N (RM)", "n", (2, 8, 32),
-              needs="a reward model (offline pairs) and N samples per prompt at inference"),),
+              needs="a reward model (offline pairs) and N samples per prompt at inference",
+              tune=({}, {"lr": 1e-3}, {"lr": 4e-3}, {"steps": 250})),),
     cost=cost)

@@ -19,7 +19,8 @@ This module has two parts:
    ``run``): the policy is a copy of the SFT model, the reference is the SFT model,
    frozen in eval mode; pairs are the SFT model's own samples labelled by the
    Bradley-Terry annotator (as in lecture 01). The loop is the shared
-   ``training.train``; one update of it is ``dpo_step``.
+   ``training.train``; one update of it is ``dpo_step`` (lecture 06's online DPO, BPO and
+   VPO take the same step).
 
 ``train_dpo`` logs ``METHOD.metrics`` (bottom of this module), with TRL's DPOTrainer names,
 per batch of pairs: ``loss``, ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 
 from .. import data, world
 from ..config import for_profile
-from ..losses import dpo_loss
+from ..losses import VPO_MODES, dpo_loss, vpo_loss
 from ..models import Profile, seed_everything
 from ..registry import TRAINED_KEYS, Arm, Cost, Method, prepare, result
 from ..sampling import Batch, encode, sequence_logprobs
@@ -302,10 +303,11 @@ def encode_pairs(tok, prompts, chosen, rejected, device=None):
     return encode(tok, list(prompts) * 2, list(chosen) + list(rejected), device=device)
 
 
-def _pair_rows(idx, n: int) -> list[int]:
-    """Rows of pairs ``idx`` in an ``encode_pairs`` batch of ``n`` pairs: chosen, then rejected."""
+def pair_batch(full: Batch, idx, n: int) -> Batch:
+    """Pairs ``idx`` of ``full``, an ``encode_pairs`` batch of ``n`` pairs: their chosen rows, then
+    their rejected rows (the layout ``dpo_step`` reads), without the all-padding columns."""
     idx = list(idx)
-    return idx + [n + i for i in idx]
+    return full.take(idx + [n + i for i in idx]).trim()
 
 
 @torch.no_grad()
@@ -323,7 +325,7 @@ def reference_logps(ref, tok, pairs, batch_size: int = 128, average: bool = Fals
     chosen, rejected = [], []
     for i in range(0, n, batch_size):
         idx = range(i, min(n, i + batch_size))
-        lp = sequence_logprobs(ref, full.take(_pair_rows(idx, n)).trim(), average=average)
+        lp = sequence_logprobs(ref, pair_batch(full, idx, n), average=average)
         chosen.append(lp[:len(idx)])
         rejected.append(lp[len(idx):])
     return torch.cat(chosen), torch.cat(rejected)
@@ -343,30 +345,59 @@ def dpo_metrics(loss, chosen_rewards, rejected_rewards, policy_chosen, policy_re
 
 
 def dpo_step(policy, batch: Batch, ref_chosen, ref_rejected, opt, config: DPOConfig,
-             sched=None, loss_fn=None) -> dict:
-    """One DPO update (what ``train_dpo`` does each step); returns the step's metrics.
+             sched=None, loss_fn=None, *, calibration=None) -> dict:
+    """One DPO update; returns the step's metrics. ``train_dpo`` takes it each step, and so do
+    lecture 06's online DPO, BPO and VPO (``online.train_online``): one step for all four.
 
-    batch:        ``encode_pairs`` rows of B pairs: the B chosen rows, then the B rejected rows
+    batch:        ``pair_batch`` rows of B pairs: the B chosen rows, then the B rejected rows
     ref_chosen:   (B,) summed reference log-probs of the chosen completions (``reference_logps``)
     ref_rejected: (B,) the same for the rejected ones
     opt, sched:   the AdamW optimiser of ``policy`` and its learning-rate schedule (or None)
-    loss_fn:      ``losses.dpo_loss`` (the default) or a function with its signature
+    config:       gives ``beta`` and ``max_grad_norm``; ``average_logps`` and ``sft_weight`` where it
+                  has them (``DPOConfig``; else False and 0); ``alpha`` and ``vpo_mode`` for VPO
+    loss_fn:      called as ``loss_fn(pc, pr, rc, rr, beta)``: ``losses.dpo_loss`` (the default),
+                  ``losses.bpo_loss`` or a student's own; it returns the loss, alone or first in a tuple
+    calibration:  VPO only: the samples y ~ pi_cal of its regulariser, as (their ``Batch`` of M rows,
+                  (M,) their summed reference log-probs), or ``"pairs"`` for the batch's own 2B
+                  completions (offline VPO). The loss is then called as ``loss_fn(pc, pr, rc, rr,
+                  cal_pc, cal_rc, beta, alpha, vpo_mode)`` (``losses.vpo_loss``, the default), and
+                  ``vpo/regulariser`` is logged.
 
     Summed policy log-probs of both halves, the loss, then zero-grad, backward, gradient
     clipping to ``config.max_grad_norm``, optimiser step, schedule step (``optimizer_step``).
+    The logged rewards are the implicit rewards beta (log pi - log pi_ref) computed here from
+    their definition, whatever ``loss_fn`` returns: a student's loss is logged the same way.
     """
-    loss_fn = loss_fn or dpo_loss
+    average = getattr(config, "average_logps", False)
     n = len(ref_chosen)
-    logps = sequence_logprobs(policy, batch, average=config.average_logps)
+    logps = sequence_logprobs(policy, batch, average=average)
     pc, pr = logps[:n], logps[n:]
-    loss, rc, rr = loss_fn(pc, pr, ref_chosen, ref_rejected, config.beta)
-    extra = {}
-    if config.sft_weight:  # + w * mean NLL over every chosen token of the batch (TRL's "sft" loss)
-        nll = chosen_token_nll(pc, batch.completion_mask[:n], config.average_logps)
-        extra = {"dpo_loss": loss.item(), "sft_loss": nll.item()}
-        loss = loss + config.sft_weight * nll
+    rc, rr = ref_chosen, ref_rejected
+    chosen_rewards, rejected_rewards = config.beta * (pc - rc).detach(), config.beta * (pr - rr).detach()
+    vpo = {}
+    if calibration is None:
+        out = (loss_fn or dpo_loss)(pc, pr, rc, rr, config.beta)
+    else:  # VPO: + sign * alpha * beta * mean log pi/pi_ref over the calibration samples
+        if isinstance(calibration, str):
+            if calibration != "pairs":
+                raise ValueError(f"dpo_step: calibration must be (Batch, reference log-probs) or 'pairs', "
+                                 f"got {calibration!r}")
+            cal_pc, cal_rc = torch.cat([pc, pr]), torch.cat([rc, rr])
+        else:
+            cal_batch, cal_rc = calibration
+            cal_pc = sequence_logprobs(policy, cal_batch, average=average)
+        out = (loss_fn or vpo_loss)(pc, pr, rc, rr, cal_pc, cal_rc, config.beta, config.alpha, config.vpo_mode)
+        vpo = {"vpo/regulariser": (VPO_MODES[config.vpo_mode] * config.alpha * config.beta
+                                   * (cal_pc - cal_rc).detach().mean()).item()}
+    loss = out[0] if isinstance(out, (tuple, list)) else out
+    sft = {}
+    sft_weight = getattr(config, "sft_weight", 0.0)
+    if sft_weight:  # + w * mean NLL over every chosen token of the batch (TRL's "sft" loss)
+        nll = chosen_token_nll(pc, batch.completion_mask[:n], average)
+        sft = {"dpo_loss": loss.item(), "sft_loss": nll.item()}
+        loss = loss + sft_weight * nll
     grad_norm = optimizer_step(loss, opt, policy, config.max_grad_norm, sched)
-    return {**dpo_metrics(loss, rc, rr, pc, pr), **extra, "grad_norm": grad_norm}
+    return {**dpo_metrics(loss, chosen_rewards, rejected_rewards, pc, pr), **sft, "grad_norm": grad_norm, **vpo}
 
 
 def chosen_token_nll(policy_chosen_logps, chosen_completion_mask, average: bool = False):
@@ -397,8 +428,9 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
     eval mode, under ``torch.no_grad``. ``pairs``: a dataset with prompt/chosen/rejected.
     Batches walk through the pairs in a seeded random order, a fresh one each epoch
     (``training.epochs``; a last batch shorter than ``batch_size`` is dropped).
-    ``loss_fn``: a function with ``losses.dpo_loss``'s signature and return value
-    (the default); the graded exercises pass the student's own.
+    ``loss_fn``: a function with ``losses.dpo_loss``'s signature (the default) that returns the
+    loss, alone or first in a tuple; the graded exercises pass the student's own. One update is
+    ``dpo_step``.
     """
     config = config or DPOConfig()
     loss_fn = loss_fn or dpo_loss
@@ -418,7 +450,7 @@ def train_dpo(policy, ref, tok, pairs, config: DPOConfig | None = None, evaluato
 
     def step_fn(step: int) -> dict:
         idx = next(batches)
-        batch = full.take(_pair_rows(idx, n)).trim()
+        batch = pair_batch(full, idx, n)
         return dpo_step(policy, batch, ref_chosen[idx], ref_rejected[idx], opt, config, sched, loss_fn)
 
     every = eval_every or config.eval_every or max(1, config.steps // 5)
@@ -454,5 +486,6 @@ METHOD = Method(
     metrics=(*TRAINED_KEYS, "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
              "logps/chosen", "logps/rejected", "dpo_loss", "sft_loss"),
     smoke=dict(steps=3, n_pairs=64, batch_size=16),
-    arms=(Arm("dpo", "DPO", "beta", (0.1, 0.3, 1.0), needs="offline preference pairs"),),
+    arms=(Arm("dpo", "DPO", "beta", (0.1, 0.3, 1.0), needs="offline preference pairs",
+              tune=({}, {"lr": 3e-4}, {"lr": 1e-4}, {"sft_weight": 1.0})),),
     cost=cost)

@@ -275,12 +275,15 @@ _METRICS = (*TRAINED_KEYS, "clipfrac",
             "kl_coef", "kl_penalty")
 _EXTRA = ("beta", "k", "steps", "completions", "clipfrac")
 
+_TUNE = ({}, {"lr": 1e-4}, {"lr": 1e-3}, {"epochs": 1})
+"""The tuning protocol's configurations (``studies.tuning``), the same for RLOO and GRPO."""
+
 RLOO_METHOD = Method(
     name="rloo", description="RLOO: k samples per prompt, leave-one-out baseline, KL in the reward (gold judge)",
     config=RLOOConfig, run=run, metrics=_METRICS, extra_keys=_EXTRA, lecture="07_rloo_grpo",
     trainer="methods.grpo.train_group", smoke=dict(steps=2, batch_size=4, k=2, minibatch=8, eval_every=1),
     arms=(Arm("rloo", "RLOO (gold)", "beta", (0.02, 0.05, 0.15),
-              needs="the true reward, queried for every sample (online); no critic"),),
+              needs="the true reward, queried for every sample (online); no critic", tune=_TUNE),),
     cost=cost)
 
 METHOD = GRPO_METHOD = Method(
@@ -288,5 +291,5 @@ METHOD = GRPO_METHOD = Method(
     config=GRPOConfig, run=run, metrics=_METRICS, extra_keys=_EXTRA, lecture="07_rloo_grpo",
     trainer="methods.grpo.train_group", smoke=dict(steps=2, batch_size=4, k=2, minibatch=8, eval_every=1),
     arms=(Arm("grpo", "GRPO (gold)", "beta", (0.01, 0.04, 0.15),
-              needs="the true reward, queried for every sample (online); no critic"),),
+              needs="the true reward, queried for every sample (online); no critic", tune=_TUNE),),
     cost=cost)

@@ -455,7 +455,8 @@ METHOD = Method(
     metrics=(*TRAINED_KEYS, "z0",
              "z0/unclamped", "rewards/desirable", "rewards/undesirable", "desirable_fraction"),
     smoke=dict(steps=3, n_examples=128, batch_size=32, eval_every=2, warmup_steps=1),
-    arms=(Arm("kto", "KTO", "beta", (0.3, 1.0, 3.0), needs="offline thumbs-up/down labels"),),
+    arms=(Arm("kto", "KTO", "beta", (0.3, 1.0, 3.0), needs="offline thumbs-up/down labels",
+              tune=({}, {"lr": 3e-4}, {"lr": 1e-4}, {"lr": 3e-3})),),
     cost=cost)
 OFFLINE_PPO_METHOD = Method(
     name="offline_ppo", description="offline PPO with +1/-1 rewards on KTO's thumbs (lecture 05's baseline)",

@@ -2,7 +2,8 @@
 
 Offline DPO (lecture 04) labels pairs sampled ONCE from the SFT model and trains on them.
 Online methods keep sampling from the policy as it trains: two completions per prompt from
-the *current* policy, labelled as they come (``collect_pairs``), then DPO steps on them.
+the *current* policy, labelled as they come (``collect_pairs``), then DPO steps on them
+(lecture 04's ``dpo.dpo_step``, the one step of all these methods).
 One loop, ``train_online``, runs all of them; the settings say which:
 
 * ``phases`` (F): how often pairs are collected. The annotation budget ``n_pairs`` is cut
@@ -46,7 +47,7 @@ from datasets import Dataset
 from .. import data, world
 from ..config import for_profile
 from ..evaluation import Evaluator
-from ..losses import VPO_MODES, bpo_loss, dpo_loss, vpo_loss
+from ..losses import VPO_MODES, bpo_loss
 from ..models import Profile, seed_everything
 from ..registry import EVALUATOR_KEYS, Arm, Cost, Method, prepare, result
 from ..sampling import Batch, position_ids, sample, sequence_logprobs
@@ -55,11 +56,10 @@ from ..training import (
     check_trainable_copy,
     epochs,
     make_optimizer,
-    optimizer_step,
     train,
     warmup_then_decay,
 )
-from .dpo import dpo_metrics, encode_pairs, reference_logps
+from .dpo import dpo_step, encode_pairs, pair_batch, reference_logps
 from .rm import load_reward_model, score_texts
 
 # ---------------------------------------------------------------------------
@@ -286,6 +286,67 @@ def phase_seed(seed: int, phase: int) -> int:
     return seed + 2 * phase
 
 
+@dataclass
+class Phase:
+    """What one collection phase trains on, made once at its start (``collect_phase``)."""
+
+    index: int
+    """The phase, 0-based."""
+    behaviour: torch.nn.Module
+    """The frozen snapshot of the policy that sampled the pairs (BPO's reference)."""
+    pairs: Dataset
+    """The phase's labelled pairs, in TRL's paired format (prompt/chosen/rejected)."""
+    encoded: Batch
+    """``encode_pairs`` of all of them; ``dpo.pair_batch`` takes a step's rows."""
+    ref_chosen: torch.Tensor
+    """(N,) summed reference log-probs of the chosen completions (SFT model or behaviour policy)."""
+    ref_rejected: torch.Tensor
+    """(N,) the same for the rejected ones."""
+    batches: list
+    """Per ensemble member, its endless minibatch order over the N pairs (``training.epochs``)."""
+    calibration: Batch | None = None
+    """Online VPO only: one fresh SFT sample per prompt, the samples of pi_cal = pi_ref."""
+    ref_calibration: torch.Tensor | None = None
+    """(N,) their summed SFT log-probs."""
+
+
+def collect_phase(f: int, behaviour, ref, tok, prompts, config: OnlineDPOConfig,
+                  labeller: Labeller | None = None) -> Phase:
+    """Phase ``f`` on ``prompts``: two samples per prompt from ``behaviour``, labelled (``collect_pairs``),
+    encoded and scored by the reference once; online VPO also samples pi_cal = pi_ref once per prompt."""
+    seed = phase_seed(config.seed, f)
+    pairs = collect_pairs(behaviour, tok, prompts, seed, labeller, config.annotator_temperature,
+                          config.max_new_tokens)
+    encoded = encode_pairs(tok, pairs["prompt"], pairs["chosen"], pairs["rejected"],
+                           next(behaviour.parameters()).device)
+    reference = behaviour if config.reference == "behaviour" else ref
+    ref_chosen, ref_rejected = reference_logps(reference, tok, pairs, encoded=encoded)
+    cal = cal_ref = None
+    if config.alpha > 0 and config.vpo_mode == "online":  # pi_cal = pi_ref: one fresh SFT sample per prompt
+        cal = sample(ref, tok, prompts, config.max_new_tokens, seed=seed + 10_007)
+        with torch.no_grad():
+            cal_ref = torch.cat([sequence_logprobs(ref, cal.take(range(i, min(len(cal), i + 128))).trim())
+                                 for i in range(0, len(cal), 128)])
+    batches = [epochs(len(prompts), config.batch_size, config.seed + 1000 * f + k) for k in range(config.ensemble)]
+    return Phase(f, behaviour, pairs, encoded, ref_chosen, ref_rejected, batches, cal, cal_ref)
+
+
+def member_step(model, opt, sched, batches, phase: Phase, config: OnlineDPOConfig, loss_fn=None) -> dict:
+    """One ``dpo.dpo_step`` of an ensemble member on its next minibatch (``batches``) of the phase's
+    pairs: with ``losses.bpo_loss`` when the reference is the behaviour policy, and with VPO's
+    calibration samples when ``config.alpha`` > 0 (``losses.vpo_loss``)."""
+    idx = next(batches)
+    batch = pair_batch(phase.encoded, idx, len(phase.pairs))
+    calibration = None
+    if config.alpha > 0:  # VPO: fresh SFT samples online; offline, the pairs' own (SFT-written) completions
+        calibration = ("pairs" if phase.calibration is None
+                       else (phase.calibration.take(idx).trim(), phase.ref_calibration[idx]))
+    elif config.reference == "behaviour":
+        loss_fn = loss_fn or bpo_loss
+    return dpo_step(model, batch, phase.ref_chosen[idx], phase.ref_rejected[idx], opt, config, sched, loss_fn,
+                    calibration=calibration)
+
+
 def train_online(policy, ref, tok, config: OnlineDPOConfig | None = None, evaluator=None,
                  labeller: Labeller | None = None, progress: bool = True, name: str | None = None,
                  loss_fn=None, on_phase: Callable | None = None) -> History:
@@ -298,8 +359,11 @@ def train_online(policy, ref, tok, config: OnlineDPOConfig | None = None, evalua
     ``loss_fn``: replaces the loss; called as ``loss_fn(pc, pr, rc, rr, beta)`` (DPO's
     signature) or, for VPO, ``loss_fn(pc, pr, rc, rr, cal_pc, cal_rc, beta, alpha, mode)``;
     it returns the loss, alone or first in a tuple (the logged rewards and VPO's regulariser
-    are computed here from their definitions, so a student's loss is logged the same way).
+    are computed by ``dpo.dpo_step`` from their definitions, so a student's loss is logged the same way).
     ``on_phase(phase, behaviour, pairs)`` is called at each phase start (tests, notebooks).
+
+    Each step: at a phase start, snapshot the policy and collect the phase's pairs
+    (``collect_phase``); then each ensemble member takes one ``member_step`` on them.
     """
     config = config or OnlineDPOConfig()
     _check_config(config)
@@ -307,7 +371,6 @@ def train_online(policy, ref, tok, config: OnlineDPOConfig | None = None, evalua
         raise ValueError("train_online: labeller='reward_model' needs the `labeller` argument "
                          "(online.reward_model_labeller(rm, tok))")
     check_trainable_copy(policy, ref, "train_online")
-    device = next(policy.parameters()).device
     K, F = config.ensemble, config.phases
     per_phase, steps_per_phase = config.n_pairs // F, config.steps // F
     all_prompts = world.make_prompts(config.n_pairs, "train", config.seed)
@@ -315,72 +378,31 @@ def train_online(policy, ref, tok, config: OnlineDPOConfig | None = None, evalua
     members = [policy] + [copy.deepcopy(policy) for _ in range(K - 1)]
     opts = [make_optimizer(m, config.lr) for m in members]
     scheds = [warmup_then_decay(o, config.steps // 10, config.steps) for o in opts]
-    vpo = config.alpha > 0
-    state: dict = {}
-
-    def start_phase(f: int) -> None:
-        # the behaviour policy: a frozen snapshot of the policy (of the members' average for K > 1)
-        behaviour = snapshot(average_models(members, into=_average) if K > 1 else policy)
-        prompts = all_prompts[f * per_phase:(f + 1) * per_phase]
-        pairs = collect_pairs(behaviour, tok, prompts, phase_seed(config.seed, f), labeller,
-                              config.annotator_temperature, config.max_new_tokens)
-        full = encode_pairs(tok, pairs["prompt"], pairs["chosen"], pairs["rejected"], device)
-        reference = behaviour if config.reference == "behaviour" else ref
-        rc, rr = reference_logps(reference, tok, pairs, encoded=full)
-        cal = None
-        if vpo and config.vpo_mode == "online":  # pi_cal = pi_ref: one fresh SFT sample per prompt
-            cal = sample(ref, tok, prompts, config.max_new_tokens, seed=phase_seed(config.seed, f) + 10_007)
-            with torch.no_grad():
-                cal_ref = torch.cat([sequence_logprobs(ref, cal.take(range(i, min(len(cal), i + 128))).trim())
-                                     for i in range(0, len(cal), 128)])
-            cal = (cal, cal_ref)
-        state.update(phase=f, pairs=pairs, full=full, rc=rc, rr=rr, cal=cal, behaviour=behaviour,
-                     batches=[epochs(per_phase, config.batch_size, config.seed + 1000 * f + k) if (f, k) != (0, 0)
-                              else epochs(per_phase, config.batch_size, config.seed) for k in range(K)])
-        if on_phase is not None:
-            on_phase(f, behaviour, pairs)
-
-    def member_step(k: int) -> dict:
-        model, n = members[k], per_phase
-        idx = next(state["batches"][k])
-        batch = state["full"].take(list(idx) + [n + i for i in idx]).trim()
-        logps = sequence_logprobs(model, batch)
-        pc, pr = logps[:len(idx)], logps[len(idx):]
-        rc, rr = state["rc"][idx], state["rr"][idx]
-        c_rew, r_rew = config.beta * (pc - rc).detach(), config.beta * (pr - rr).detach()  # implicit rewards
-        extra = {}
-        if vpo:
-            if state["cal"] is not None:
-                cal, cal_ref = state["cal"]
-                cal_pc, cal_rc = sequence_logprobs(model, cal.take(idx).trim()), cal_ref[idx]
-            else:  # offline VPO: the pairs' own (SFT-written) completions
-                cal_pc, cal_rc = torch.cat([pc, pr]), torch.cat([rc, rr])
-            out = (loss_fn or vpo_loss)(pc, pr, rc, rr, cal_pc, cal_rc, config.beta, config.alpha, config.vpo_mode)
-            extra["vpo/regulariser"] = (VPO_MODES[config.vpo_mode] * config.alpha * config.beta
-                                        * (cal_pc - cal_rc).detach().mean()).item()
-        else:
-            out = (loss_fn or (bpo_loss if config.reference == "behaviour" else dpo_loss))(pc, pr, rc, rr, config.beta)
-        loss = out[0] if isinstance(out, (tuple, list)) else out  # a loss_fn may return the loss alone
-        grad_norm = optimizer_step(loss, opts[k], model, config.max_grad_norm, scheds[k])
-        return {**dpo_metrics(loss, c_rew, r_rew, pc, pr), "grad_norm": grad_norm, **extra}
+    average = copy.deepcopy(policy) if K > 1 else policy  # the evaluated policy: the members' weight average
+    every = config.eval_every or max(1, config.steps // 4)
+    phase: Phase | None = None
 
     def step_fn(step: int) -> dict:
+        nonlocal phase
         f = (step - 1) // steps_per_phase
-        if state.get("phase") != f:
-            start_phase(f)
-        rows = [member_step(k) for k in range(K)]
+        if phase is None or phase.index != f:  # a new phase: the behaviour policy is the policy's snapshot
+            behaviour = snapshot(average_models(members, into=average) if K > 1 else policy)
+            phase = collect_phase(f, behaviour, ref, tok, all_prompts[f * per_phase:(f + 1) * per_phase], config,
+                                  labeller)
+            if on_phase is not None:
+                on_phase(f, behaviour, phase.pairs)
+        rows = [member_step(model, opt, sched, batches, phase, config, loss_fn)
+                for model, opt, sched, batches in zip(members, opts, scheds, phase.batches)]
         out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
-        if K > 1 and (step % every == 0 or step == config.steps):  # the evaluated policy is the average
-            average_models(members, into=_average)
+        if K > 1 and (step % every == 0 or step == config.steps):
+            average_models(members, into=average)
         return {**out, "phase": f + 1, "labelled_pairs": (f + 1) * per_phase}
 
-    every = config.eval_every or max(1, config.steps // 4)
-    _average = copy.deepcopy(policy) if K > 1 else policy
     history = History(name or _default_name(config))
-    history = train(_average, step_fn, config.steps, evaluator, every, history, desc=history.name,
+    history = train(average, step_fn, config.steps, evaluator, every, history, desc=history.name,
                     progress=progress)
     if K > 1:
-        policy.load_state_dict(_average.state_dict())
+        policy.load_state_dict(average.state_dict())
     return history
 
 
@@ -419,7 +441,7 @@ def cost(config: OnlineDPOConfig, profile) -> Cost:
 _LOGS = (*EVALUATOR_KEYS[:-1], "loss", "grad_norm", "rewards/chosen",
          "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected",
          "phase", "labelled_pairs", "entropy", "distinct_2")
-_EXTRA = ("gold_reward_ci", "win_rate_ci", "beta", "phases", "alpha", "n_pairs", "labeller", "ensemble", "entropy",
+_EXTRA = ("beta", "phases", "alpha", "n_pairs", "labeller", "ensemble", "entropy",
           "distinct_2")
 _SMOKE = dict(steps=4, n_pairs=64, batch_size=16)
 
@@ -427,19 +449,22 @@ METHOD = Method(
     name="online_dpo", description="online DPO: fresh policy pairs labelled every step (adds phases)",
     config=OnlineDPOConfig, run=run, metrics=_LOGS, extra_keys=_EXTRA, smoke={**_SMOKE, "phases": 4},
     arms=(Arm("online_dpo", "online DPO", "beta", (0.1, 0.3, 1.0),
-              needs="pairs labelled online, as the policy trains"),),
-    trainer="methods.online.train_online", evaluated=False,  # lecture 06's evaluator: no perplexity
+              needs="pairs labelled online, as the policy trains",
+              tune=({}, {"lr": 3e-4}, {"lr": 1e-4}, {"lr": 3e-3})),),
+    trainer="methods.online.train_online",
     lecture="06_online_preferences", cost=cost)
 BPO_METHOD = Method(
     name="bpo", description="BPO: online DPO with the behaviour policy as reference (adds phases, ensemble)",
     config=BPOConfig, run=run, metrics=_LOGS, extra_keys=_EXTRA, smoke={**_SMOKE, "phases": 2, "ensemble": 2},
-    arms=(Arm("bpo", "BPO", "beta", (0.1, 0.3, 1.0), needs="pairs labelled online, as the policy trains"),),
-    trainer="methods.online.train_online", evaluated=False,  # lecture 06's evaluator: no perplexity
+    arms=(Arm("bpo", "BPO", "beta", (0.1, 0.3, 1.0), needs="pairs labelled online, as the policy trains",
+              tune=({}, {"phases": 2}, {"phases": 10}, {"lr": 3e-4})),),
+    trainer="methods.online.train_online",
     lecture="06_online_preferences", cost=cost)
 VPO_METHOD = Method(
     name="vpo", description="VPO: online DPO + alpha*beta*E_ref[log pi/pi_ref] (optimism; adds alpha)",
     config=VPOConfig, run=run, metrics=(*_LOGS, "vpo/regulariser"), extra_keys=_EXTRA, smoke={**_SMOKE, "phases": 4},
-    arms=(Arm("vpo", "VPO", "beta", (0.1, 0.3, 1.0), needs="pairs labelled online, as the policy trains"),),
-    trainer="methods.online.train_online", evaluated=False,  # lecture 06's evaluator: no perplexity
+    arms=(Arm("vpo", "VPO", "beta", (0.1, 0.3, 1.0), needs="pairs labelled online, as the policy trains",
+              tune=({}, {"alpha": 0.01}, {"alpha": 0.1}, {"lr": 3e-4})),),
+    trainer="methods.online.train_online",
     lecture="06_online_preferences", cost=cost)
 

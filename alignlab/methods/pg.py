@@ -377,5 +377,6 @@ METHOD = Method(
     lecture="02_policy_gradients",
     smoke=dict(steps=2, eval_every=1),
     arms=(Arm("pg", "PG (gold)", "kl_coef", (0.02, 0.05, 0.15),
-              needs="the true reward, queried for every sample (online)"),),
+              needs="the true reward, queried for every sample (online)",
+              tune=({}, {"lr": 2.5e-4}, {"lr": 1e-3}, {"lr": 2e-3})),),
     cost=cost)

@@ -389,6 +389,9 @@ def cost(config: PPOConfig, profile) -> Cost:
     return Cost(n, n, "true-reward scores, online", steps)
 
 
+_TUNE = ({}, {"lr": 1e-4}, {"lr": 1e-3}, {"ppo_epochs": 2})
+"""The tuning protocol's configurations (``studies.tuning``), the same for both PPO arms."""
+
 METHOD = Method(
     name="ppo", description="PPO-clip RLHF against the learned reward model (adds rm_reward; --set reward=gold)",
     config=PPOConfig, run=run,
@@ -400,7 +403,7 @@ METHOD = Method(
     lecture="03_ppo_rlhf",
     smoke=dict(steps=2, eval_every=1),
     arms=(Arm("ppo", "PPO (RM)", "kl_coef", (0.03, 0.1, 0.3), (("reward", "rm"),),
-              needs="a reward model (offline pairs), a critic, online samples"),
+              needs="a reward model (offline pairs), a critic, online samples", tune=_TUNE),
           Arm("ppo_gt", "PPO-GT (gold)", "kl_coef", (0.03, 0.1, 0.3), (("reward", "gold"),),
-              needs="the true reward, queried for every sample (online), a critic")),
+              needs="the true reward, queried for every sample (online), a critic", tune=_TUNE)),
     cost=cost)

@@ -449,7 +449,7 @@ def run_rm(profile: Profile, seed: int = 0, config: RMConfig | None = None) -> d
 METHOD = Method(
     name="rm", description="train the Bradley-Terry reward model on preference pairs (adds rm_accuracy)",
     config=RMConfig, run=run_rm, trainer="methods.rm.train_reward_model",
-    extra_keys=("rm_accuracy", "rm_label_accuracy", "min_gap"),
+    extra_keys=("length", "perplexity", "rm_accuracy", "rm_label_accuracy", "min_gap"),
     metrics=("loss", "grad_norm", "bt_loss", "accuracy", "margin", "reward_mean", "center_loss",
              "eval_accuracy", "eval_label_acc", "eval_loss"),
     lecture="01_bradley_terry",

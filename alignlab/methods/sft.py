@@ -18,4 +18,5 @@ def run(profile, seed: int = 0, config=None) -> dict:
 
 METHOD = Method(
     name="sft", description="pretrain + supervised fine-tune the tiny GPT-2 (the reference policy)",
-    config=None, run=run, trainer="pipeline.finetune", lecture="00_pipeline", metrics=TRAINED_KEYS)
+    config=None, run=run, trainer="pipeline.finetune", lecture="00_pipeline", metrics=TRAINED_KEYS,
+    extra_keys=("length", "perplexity"))

@@ -417,6 +417,28 @@ def frontier_section(root: Path = ROOT) -> list[str]:
     return out
 
 
+def tuning_section(root: Path = ROOT) -> list[str]:
+    """The tuning protocol's table (``results/tuning/``): every configuration tried, per tuning seed."""
+    from . import frontier, sweep, tuning
+
+    records = sweep.load_records(root / "results" / "tuning") if (root / "results" / "tuning").exists() else []
+    out = ["## The tuning protocol", "",
+           f"Every setting a comparison depends on is chosen on the tuning SFT seeds "
+           f"{', '.join(map(str, tuning.TUNING_SEEDS))}, which nothing else reports (`alignlab.studies.tuning`). "
+           f"Each frontier arm tries {tuning.BUDGET} configurations (its default first), its knob at its middle "
+           f"value; a run scores the most gold reward it reaches within KL <= {tuning.KL_BUDGET:g} nats, and the "
+           f"chosen configuration has the best mean score among those whose final valid rate is at least "
+           f"{tuning.MIN_VALID:g} on every tuning seed.", ""]
+    if not records:
+        return out + ["No tuning run is committed yet: `python -m alignlab tune --jobs 2 --out results/tuning`."]
+    seeds = sorted({r["spec"]["seed"] for r in records})
+    arms = [a for a in frontier.ARMS if a.tune and any(r["spec"]["method"] == a.method for r in records)]
+    ok = sum(r.get("status") == "ok" for r in records)
+    return out + [f"`python -m alignlab tune --jobs 2 --out results/tuning`: {ok} finished runs of "
+                  f"{len(tuning.specs(arms, seeds))} in `results/tuning/` (the sweep resumes):", "",
+                  tuning.markdown(tuning.table(records, arms), seeds)]
+
+
 def results_page(root: Path = ROOT) -> str:
     """The text of ``docs/results.md``."""
     out = ["# Results", "",
@@ -429,7 +451,7 @@ def results_page(root: Path = ROOT) -> str:
            "another SFT model. A measurement that has no committed result file (timings of the test suite, "
            "the benchmark, the `full` profile) is not kept here: run its command to see it "
            "([performance.md](performance.md)).", ""]
-    for section in (runs_section, seeds_section, online_section, frontier_section):
+    for section in (runs_section, seeds_section, online_section, frontier_section, tuning_section):
         out += section(root) + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -475,12 +497,9 @@ def fill(text: str, blocks: dict[str, str], where: str = "page") -> str:
 
 
 def _metrics_markdown() -> str:
-    import inspect
-
     from .. import metrics
 
-    params = [p for p in inspect.signature(metrics.markdown).parameters.values() if p.default is p.empty]
-    return metrics.markdown(list(_registry().values())) if params else metrics.markdown()
+    return metrics.markdown(_registry().values())
 
 
 def pages(root: Path = ROOT) -> dict[Path, str]:

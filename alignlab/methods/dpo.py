@@ -280,6 +280,12 @@ class DPOConfig:
 _PAIRS_CACHE: dict = {}
 
 
+def clear_pairs_cache() -> None:
+    """Forget the pairs ``make_pairs`` kept in memory (the next call samples them again, as a fresh
+    process would: the benchmark times a whole run this way)."""
+    _PAIRS_CACHE.clear()
+
+
 def make_pairs(ref, tok, config: DPOConfig):
     """Preference pairs as in lecture 01: two SFT samples per train prompt, BT-labelled.
 

@@ -32,7 +32,7 @@ The method, in the order the module defines it:
 ``train_kto`` logs ``METHOD.metrics`` (bottom of this module) beside the shared evaluation:
 ``loss``, ``z0``, ``z0/unclamped``, ``rewards/desirable``, ``rewards/undesirable``,
 ``desirable_fraction`` and ``grad_norm``; ``train_offline_ppo`` logs ``loss``, ``clipfrac``,
-``approx_kl`` and ``ratio_mean`` (``metrics.logged_by("offline_ppo")``). Each is defined once,
+``approx_kl`` and ``ratio_mean`` (``OFFLINE_PPO_METHOD.metrics``; ``run offline_ppo``). Each is defined once,
 with what healthy looks like, in ``alignlab.metrics`` (``print(metrics.table(METHOD.metrics))``).
 """
 

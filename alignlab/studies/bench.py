@@ -358,7 +358,7 @@ def lecture_phases(name: str, profile, seed: int, overrides: dict | None = None)
     from ..methods import rm as rm_mod
     from ..registry import build_config
 
-    dpo._PAIRS_CACHE.clear()  # its pairs are sampled inside the run, as in a fresh process
+    dpo.clear_pairs_cache()  # its pairs are sampled inside the run, as in a fresh process
     t0 = time.perf_counter()
     with timing() as t, scoring_marked():
         if name == "rm":

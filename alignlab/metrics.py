@@ -29,7 +29,7 @@ SHARED = ("gold_reward", "kl", "win_rate", "valid_rate")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 """The generated reference page."""
 REGENERATE = "python -m alignlab docs"
-"""The command that rewrites ``DOCS`` from this module."""
+"""The command that rewrites ``DOCS`` from this module and the method records (``studies.docs``)."""
 
 
 @dataclass(frozen=True)

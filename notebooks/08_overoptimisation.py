@@ -206,7 +206,7 @@ Markdown("\n".join(rows))
 #
 # ## 5. The paper's claims, tested here
 #
-# Each verdict below is computed from the curves above, not written in advance, for this SFT model (`SEED` in section 1); the README lists them for SFT seeds 0-2.
+# Each verdict below is computed from the curves above, not written in advance, for this SFT model (`SEED` in section 1); exercise 1 asks which of them change on another one.
 
 # %%
 def interp_kl_for_gain(c, gain):

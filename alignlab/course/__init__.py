@@ -1,6 +1,7 @@
 """The course machinery beside the library.
 
-* ``runner``: ``report(...)`` (the call every notebook ends with) and the headless course runner;
+* ``runner``: the headless course runner, which collects the ``alignlab.report(...)`` line every
+  notebook ends with (``alignlab/report.py``);
 * ``widgets``: sliders that draw their default statically when executed headless;
 * ``exercises``: ``solutions/`` -> ``exercises/`` generation;
 * ``checks``: the hidden tests behind ``check("...")`` cells, one module per exercise set;

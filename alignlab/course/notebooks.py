@@ -10,7 +10,7 @@ a byte-identical notebook and editing one cell changes one cell of the diff.
     python -m alignlab notebooks           # rebuild every .ipynb from its .py (and exercises/)
     python -m alignlab notebooks --check   # exit 1, naming the stale pairs, if any is out of step
 
-``jupytext.toml`` at the repository root pairs the two for JupyterLab users with
+``jupytext.toml`` in ``notebooks/`` and in ``solutions/`` pairs the two for JupyterLab users with
 the jupytext extension: saving the notebook there writes the ``.py`` too; run
 ``python -m alignlab notebooks`` before committing so the ``.ipynb`` is the
 canonical build of it.

@@ -7,7 +7,9 @@ upper bound otherwise (Beirami et al. 2024). Lecture 01 uses it to show what a
 reward model buys, lecture 08 to show what over-optimising one costs.
 
 ``sample_candidates`` draws nested sets of samples (draw j always uses seed
-``seed + j``), so best-of-k for every k <= N is read from one pool.
+``seed + j``), so best-of-k for every k <= N is read from one pool. ``bon_weights``,
+``bon_estimate`` and ``bon_kl_estimate`` estimate best-of-n's mean of any score, and its KL,
+for every n <= m from one pool of m samples per prompt (lecture 08, through ``studies.overopt``).
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def bon_kl_estimate(selector, n: int) -> float:
 
         KL_hat = mean over prompts of  sum_v p_v log(p_v / (c_v / m)).
 
-    Unlike the analytic ``bon.bon_kl(n) = log n - (n-1)/n``, it sees **ties**: duplicate
+    Unlike the analytic ``bon_kl(n) = log n - (n-1)/n``, it sees **ties**: duplicate
     completions share a score, and best-of-n then moves less mass than the formula assumes
     (Beirami et al. 2024: the formula is an upper bound). With distinct scores it is close to
     the formula for n << m and above it as n approaches m (at n = m it is log m).

@@ -6,9 +6,11 @@ differs from what the committed files give. ``pages()`` maps each generated path
 
 * ``docs/results.md`` (whole page): one ``run`` per method (``results/runs/``), each lecture's
   headline over SFT seeds (``results/seeds/``, through ``sweep``), lecture 06's online methods
-  over seeds (``results/online/``) and lecture 09's frontier with its costs
-  (``results/frontier/``, through ``frontier``), each table with the command that made its data;
-* ``docs/metrics.md`` (whole page): ``metrics.markdown()``, every logged metric defined once;
+  over seeds (``results/online/``), lecture 09's frontier with its costs
+  (``results/frontier/``, through ``frontier``) and the tuning protocol's runs
+  (``results/tuning/``, through ``tuning``), each table with the command that made its data;
+* ``docs/metrics.md`` (whole page): ``metrics.markdown(REGISTRY.values())``, every logged metric
+  defined once, and who logs it from the method records;
 * ``docs/architecture.md``: its code map block, from each module's docstring;
 * ``README.md``: its headline results block;
 * ``requirements.txt``: ``pyproject.toml``'s ``[project] dependencies``.

@@ -9,10 +9,11 @@ and for PPO, under proxies of several strengths, and fits their functional forms
 
 to the gold curves (R: gold gain over the reference). Everything here is a pure function:
 
-* ``bon_weights`` / ``bon_estimate``: the unbiased estimator of E[f(best of n)] from a pool of
-  m >= n samples per prompt, sorted by the proxy (Nakano et al. 2021, Gao et al. 2022 app. I);
-* ``bon_kl_estimate``: a plug-in estimate of KL(best-of-n || pi_ref) from the same ranks, beside
-  the analytic bound ``bon.bon_kl``;
+* ``bon_weights`` / ``bon_estimate`` (defined in ``methods.bon``, re-exported here): the unbiased
+  estimator of E[f(best of n)] from a pool of m >= n samples per prompt, sorted by the proxy
+  (Nakano et al. 2021, Gao et al. 2022 app. I);
+* ``bon_kl_estimate`` (``methods.bon``, re-exported): a plug-in estimate of KL(best-of-n || pi_ref)
+  from the same ranks, beside the analytic bound ``bon.bon_kl``;
 * ``fit_bon`` / ``fit_rl``: least squares, linear in (alpha, beta) after dividing by d;
 * ``ensemble``: the mean or the min of K reward models' scores;
 * ``PROXIES`` / ``proxy_config`` / ``load_proxy``: the lecture's proxy RMs, through the one

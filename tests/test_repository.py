@@ -62,3 +62,11 @@ def test_every_lecture_notebook_reports_its_results():
         code = [("".join(c["source"])) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
         assert any("alignlab.report(" in c or c.lstrip().startswith("report(") for c in code[-2:]), \
             f"{nb.name} must end with alignlab.report(...)"
+
+
+def test_no_tab_characters_in_notebook_sources():
+    """A TAB inside a formula is a broken ``\\t`` escape (``\\text`` written in a plain string):
+    it renders as a gap in the formula. None may be in a lecture or solution source."""
+    bad = [f"{p.name}:{i}" for folder in ("notebooks", "solutions") for p in sorted((ROOT / folder).glob("*.py"))
+           for i, line in enumerate(p.read_text().splitlines(), 1) if "\t" in line]
+    assert not bad, f"TAB characters in {bad}"

@@ -128,7 +128,7 @@ assert torch.isfinite(losses.group_advantages(tied)).all()
 # %% [markdown]
 # ## 4. Why *leave one out*? A bandit where the true gradient is known
 #
-# A baseline must not depend on the sample it judges: $\mathbb{E}[b\,\nabla\log\pi(y)] = b\,\mathbb{E}[\nabla\log\pi(y)] = 0$ only if $b$ is a constant given $y$. The plain group mean $\bar r$ **includes** $r_i$, so it breaks this; leave-one-out does not. GRPO goes further and divides by the group's standard deviation, which also depends on $r_i$.
+# A baseline must not depend on the sample it judges: $\mathbb{E}[b\,\nabla\log\pi(y)] = b\,\mathbb{E}[\nabla\log\pi(y)] = 0$ whenever $b$ does not depend on $y$ (a function of the prompt and of other, independent samples). The plain group mean $\bar r$ **includes** $r_i$, so it breaks this; leave-one-out does not. GRPO goes further and divides by the group's standard deviation, which also depends on $r_i$.
 #
 # Measure it where the exact gradient is known: two "prompts", each with four possible answers, a softmax policy over them, and fixed rewards. Prompt 0 is *easy* (three good answers, small spread), prompt 1 is *hard* (rewards from $-1$ to $+1$). The true gradient of $J = \text{mean}_x\,\mathbb{E}_{y\sim\pi(\cdot|x)}[r(x,y)]$ with respect to the logits is $\pi(y|x)\,(r(x,y) - \mathbb{E}_\pi[r|x]) / 2$. Each estimator samples $k$ answers per prompt, forms advantages, and averages $A_i\,\nabla\log\pi(y_i)$ (with $\nabla_\text{logits}\log\pi(y) = \text{onehot}(y) - \pi$); we average it over 100,000 independent draws:
 
@@ -234,7 +234,7 @@ assert noise_sft["batch mean"] < noise_sft["k=4"] and noise_sft["between"] < 0.2
 # %% [markdown]
 # ## 6. RLOO: the KL in the reward, one ratio per sequence
 #
-# RLOO optimises the same KL-regularised objective as PPO. It folds the KL into each completion's reward, $R_i = r_i - \beta\sum_t(\log\pi - \log\pi_\text{ref})_{i,t}$ (`losses.kl_penalised_rewards`), takes leave-one-out advantages of $R$, and treats the **whole completion as one action**: its loss is REINFORCE with a clipped sequence ratio $\rho_i = \pi_\theta(y_i|x)/\pi_\text{old}(y_i|x)$,
+# RLOO optimises the same KL-regularised objective as PPO. It folds the KL into each completion's reward, $R_i = r_i - \beta\sum_t(\log\pi - \log\pi_\text{ref})_{i,t}$ (`losses.kl_penalised_rewards`), takes leave-one-out advantages of $R$, and treats the **whole completion as one action**. The paper's RLOO (Ahmadian et al. 2024) is plain REINFORCE: no ratio, no clip, one update per batch. TRL's, which we follow, adds a PPO-style clip on the sequence ratio so that a batch can be reused (here, 2 passes), $\rho_i = \pi_\theta(y_i|x)/\pi_\text{old}(y_i|x)$,
 #
 # $$ \mathcal L^\text{RLOO} = -\frac1B\sum_i \min\big(\rho_i A_i,\ \mathrm{clip}(\rho_i, 1-\epsilon, 1+\epsilon)\,A_i\big). $$
 #
@@ -273,7 +273,7 @@ print(f"RLOO: {h_rloo.completions} completions in {h_rloo.seconds:.0f} s (PPO {h
 #
 # 1. **advantages normalised by the group**: $A_i = (r_i - \text{mean}(r)) / (\text{std}(r) + \epsilon)$, the same $A_i$ on every token of completion $i$;
 # 2. **PPO-clip per token**, as in lecture 03, with ratio $\rho_{i,t} = \pi_\theta(o_{i,t}|q, o_{i,<t}) / \pi_\text{old}(\cdot)$;
-# 3. the **KL to the reference in the loss**, not in the reward, estimated per token with Schulman's $k_3$: with $u = \log\pi_\text{ref} - \log\pi_\theta$, $k_3 = e^{u} - u - 1 \ge 0$, an unbiased estimate of $\mathrm{KL}(\pi_\theta\|\pi_\text{ref})$ that is never negative:
+# 3. the **KL to the reference in the loss**, not in the reward, estimated per token with Schulman's $k_3$: with $u = \log\pi_\text{ref} - \log\pi_\theta$, $k_3 = e^{u} - u - 1 \ge 0$, an unbiased estimate of $\mathrm{KL}(\pi_\theta\|\pi_\text{ref})$ that is never negative. Its *value* is unbiased; as a *loss term* its gradient is $(1 - \pi_\text{ref}/\pi_\theta)\nabla\log\pi_\theta$ per token, in expectation the gradient of the per-token *reverse* $\mathrm{KL}(\pi_\text{ref}\|\pi_\theta)$, with no credit to earlier tokens: a different regulariser from RLOO's and PPO's $k_1$ in the reward, which is the score-function gradient of the sequence-level $\mathrm{KL}(\pi_\theta\|\pi_\text{ref})$:
 #
 # $$ \mathcal L^\text{GRPO} = \frac1G\sum_i \frac{1}{|o_i|}\sum_t \Big[-\min\big(\rho_{i,t}A_i,\ \mathrm{clip}(\rho_{i,t}, 1\pm\epsilon)A_i\big) + \beta\,k_3(i,t)\Big]. $$
 
@@ -407,7 +407,7 @@ dashboard(*[h for hs in runs.values() for h in hs], title="equal budget: 1,920 s
 # * At PPO's budget, and without a second network, both critic-free methods reach a gold win-rate of at least 0.8 over the SFT model with at least 90% valid samples, on average over the seeds.
 # * RLOO and PPO optimise the same objective (gold score $- 0.05\,\mathrm{KL}$) and land close together.
 # * GRPO wins more often, at more than one and a half times their KL: the weak pull of its KL term (section 7.1).
-# * An RLOO run takes less time than a PPO run: the critic doubles every forward and backward pass (the times include the evaluations).
+# * An RLOO run takes less time than a PPO run, for two reasons this comparison does not separate: the critic doubles every forward and backward pass, and PPO takes more optimiser steps per iteration, `ppo_epochs` × ⌈`batch_size` / `minibatch`⌉ = 4 × 3 = 12 against RLOO's `epochs` × ⌈`batch_size` · k / `minibatch`⌉ = 2 × 2 = 4 (the times include the evaluations; `Method.cost` counts the steps of every method).
 
 # %%
 for name in ("RLOO", "GRPO"):
@@ -445,7 +445,7 @@ alignlab.report(h_rloo, notebook="07_rloo_grpo",
 # ## 9. Summary
 #
 # * A critic for an LLM is a second network the size of the policy, and a noisy one. **RLOO** and **GRPO** drop it: sample $k$ completions per prompt and use the others as the baseline.
-# * **RLOO**: $A_i = R_i - \text{mean}_{j\ne i}R_j$ with the KL folded into $R$; REINFORCE with a clipped sequence ratio. Leaving the sample out keeps the estimator unbiased; the plain group mean shrinks it by $(k-1)/k$ (section 4).
+# * **RLOO**: $A_i = R_i - \text{mean}_{j\ne i}R_j$ with the KL folded into $R$; REINFORCE (TRL adds a clipped sequence ratio to reuse a batch). Leaving the sample out keeps the estimator unbiased; the plain group mean shrinks it by $(k-1)/k$ (section 4).
 # * **GRPO**: $A_i = (r_i - \bar r)/(\sigma + \epsilon)$ on every token, PPO-clip per token, $\beta\,k_3$ KL in the loss. Dividing by $\sigma$ changes the gradient's direction (prompts with small spread weigh more), and averaging per completion weights tokens by $1/|o_i|$; **Dr. GRPO** removes both.
 # * A group baseline's noise falls as $1/(k-1)$; whether it beats a batch mean depends on how much prompts differ in difficulty (section 5).
 #
@@ -453,7 +453,7 @@ alignlab.report(h_rloo, notebook="07_rloo_grpo",
 # * *Group mean including the sample itself*: advantages shrink by $(k-1)/k$, and for $k = 2$ by half.
 # * *Std over the whole batch instead of the group*: then it is batch whitening, not GRPO; a group of tied rewards no longer gets exactly 0.
 # * *Rows not grouped by prompt*: `scores.view(P, k)` is only right if the prompts were repeated `k` times in a row (`[p for p in prompts for _ in range(k)]`), not tiled (`prompts * k`).
-# * *$k_3$ with the ratio inverted* ($u = \log\pi - \log\pi_\text{ref}$): still $\ge 0$ and 0 at step 0, so the sanity values do not catch it; it estimates $\mathrm{KL}(\pi_\text{ref}\|\pi)$ instead, and only a check on $\pi \ne \pi_\text{ref}$ does.
+# * *$k_3$ with the ratio inverted* ($u = \log\pi - \log\pi_\text{ref}$): still $\ge 0$ and 0 at step 0, so the sanity values do not catch it; on samples from $\pi$ its mean is $\chi^2(\pi\|\pi_\text{ref}) - \mathrm{KL}(\pi\|\pi_\text{ref})$, which is neither KL, and only a check on $\pi \ne \pi_\text{ref}$ catches it.
 # * *Padding in the loss*: the mean over tokens must count completion tokens only; a per-sequence mean needs each row's own length.
 # * *Ties*: in float32 the mean of eight 0.7s is not exactly 0.7; dividing the rounding error by $(0 + \epsilon)$ gives a tied group spurious advantages unless ties are set to 0 explicitly.
 #

@@ -102,7 +102,7 @@ def test_a_frontier_run_a_docstring_and_a_dependency_each_make_their_page_stale(
     record = json.loads(run.read_text())
     record["result"]["evals"][0]["gold_reward"] = 5.0  # the step-0 point (KL 0): within every budget
     run.write_text(json.dumps(record))
-    assert docs.stale(root) == ["docs/results.md", "README.md"]
+    assert docs.stale(root) == ["docs/results.md", "README.md", "results/verdicts.json"]  # the DPO claim moved
 
     docs.write(root)
     module = root / "alignlab" / "world.py"

@@ -7,6 +7,7 @@
 * ``bench``: seconds per step against the floor (``python -m alignlab bench``);
 * ``overopt``: proxy reward models, best-of-n from a pool and Gao et al.'s fits (lecture 08);
 * ``docs``: every generated docs page, from the committed results and the code (``python -m alignlab docs``).
+* ``verdicts``: comparative claims as paired differences over seeds with an interval (``results/verdicts.json``).
 
 They read the method registry and the core; nothing in the core or in ``methods/`` imports them.
 """

@@ -419,6 +419,28 @@ def frontier_section(root: Path = ROOT) -> list[str]:
     return out
 
 
+def verdict_rows(root: Path = ROOT) -> list[dict]:
+    """The verdicts of ``studies.verdicts.CLAIMS`` on the committed frontier (``results/verdicts.json``)."""
+    from . import verdicts
+
+    _, pts, _ = frontier_data(root)
+    return verdicts.compute(pts)
+
+
+def verdicts_section(root: Path = ROOT) -> list[str]:
+    """The comparative verdicts as paired differences over seeds, from ``results/verdicts.json``'s rows."""
+    from . import frontier, verdicts
+
+    labels = {a.name: a.label for a in frontier.ARMS}
+    return ["## Verdicts: paired differences over seeds", "",
+            "Each claim compares two arms seed by seed (the same SFT model for both): the difference of their "
+            "most gold reward within the budget, its mean over the seeds and its 95% Student-t interval. It "
+            "*holds* when the interval is above 0, *fails* when it is below 0, and is *inconclusive* otherwise "
+            "(`alignlab.studies.verdicts`). Computed from `results/frontier/` (written by "
+            "`python -m alignlab frontier --jobs 2 --out results/frontier`) into `results/verdicts.json` by "
+            f"`{COMMAND}`:", "", verdicts.markdown(verdict_rows(root), labels)]
+
+
 def tuning_section(root: Path = ROOT) -> list[str]:
     """The tuning protocol's table (``results/tuning/``): every configuration tried, per tuning seed."""
     from . import frontier, sweep, tuning
@@ -453,7 +475,8 @@ def results_page(root: Path = ROOT) -> str:
            "another SFT model. A measurement that has no committed result file (timings of the test suite, "
            "the benchmark, the `full` profile) is not kept here: run its command to see it "
            "([performance.md](performance.md)).", ""]
-    for section in (runs_section, seeds_section, online_section, frontier_section, tuning_section):
+    for section in (runs_section, seeds_section, online_section, frontier_section, verdicts_section,
+                    tuning_section):
         out += section(root) + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -514,6 +537,7 @@ def pages(root: Path = ROOT) -> dict[Path, str]:
         arch: fill((root / arch).read_text(), {"codemap": code_map(root)}, str(arch)),
         readme: fill((root / readme).read_text(), {"headline": headline_block(root)}, str(readme)),
         Path("requirements.txt"): requirements(root),
+        Path("results/verdicts.json"): json.dumps(verdict_rows(root), indent=1) + "\n",
     }
 
 

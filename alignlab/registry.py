@@ -54,6 +54,9 @@ class Arm:
     """(setting, value) pairs every run of the arm gets."""
     needs: str = ""
     """What the method needs besides the SFT model (for the verdicts)."""
+    inert: str = ""
+    """Why the knob does not move the run's final KL in one direction (empty: it must; a test reads
+    the committed frontier)."""
     tune: tuple = dataclasses.field(default=(), hash=False)
     """The configurations the tuning protocol tries (``studies.tuning``), each a dict of settings,
     the default ``{}`` first; every arm tries the same number."""

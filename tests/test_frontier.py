@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,17 @@ def test_a_killed_sweep_resumes_and_a_nan_setting_is_recorded(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["calls"][-1]["runs"] == 4 and manifest["calls"][-1]["environment"]["torch"]
     assert len(frontier.points(sweep.load_records(out))) >= 2
+
+
+def test_every_arms_knob_moves_its_final_kl_one_way_or_the_arm_says_why_not():
+    """On the committed grid, each arm's final KL moves one way as its knob grows, on every seed;
+    an arm whose knob does not (BPO at F = T) says why, and the note goes once the knob works."""
+    records = frontier.load(Path(__file__).resolve().parent.parent / "results" / "frontier")
+    for arm in frontier.ARMS:
+        way = frontier.knob_direction(records, arm)
+        if arm.inert:
+            assert way is None, f"{arm.name}: its knob now moves the KL {way}: drop Arm.inert"
+        else:
+            assert way in ("increasing", "decreasing"), f"{arm.name}: {arm.knob} does not move the final KL one way"
+    assert frontier.knob_direction(records, frontier.ARM["bon"]) == "increasing"
+    assert frontier.knob_direction(records, frontier.ARM["dpo"]) == "decreasing"

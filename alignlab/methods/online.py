@@ -457,6 +457,8 @@ BPO_METHOD = Method(
     name="bpo", description="BPO: online DPO with the behaviour policy as reference (adds phases, ensemble)",
     config=BPOConfig, run=run, metrics=_LOGS, extra_keys=_EXTRA, smoke={**_SMOKE, "phases": 2, "ensemble": 2},
     arms=(Arm("bpo", "BPO", "beta", (0.1, 0.3, 1.0), needs="pairs labelled online, as the policy trains",
+              inert="with F = T phases (the default) the reference is reset to the policy before every step, "
+                    "so the loss is ln 2 at every step and gradient clipping plus Adam cancel beta",
               tune=({}, {"phases": 2}, {"phases": 10}, {"lr": 3e-4})),),
     trainer="methods.online.train_online",
     lecture="06_online_preferences", cost=cost)

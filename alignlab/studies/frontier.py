@@ -149,6 +149,24 @@ def points(records: list[dict], registry: dict | None = None) -> list[dict]:
     return rows
 
 
+def knob_direction(records: list[dict], arm: Arm) -> str | None:
+    """"decreasing" or "increasing" when, on every seed, the arm's final KL moves one way as its knob
+    grows (the same way on all seeds), else None. Best-of-N's final KL is its tie-aware estimate."""
+    finals: dict[int, dict[float, float]] = {}
+    for r in records:
+        if r.get("status") == "ok" and arm_of(r["spec"]) is arm:
+            res = r["result"]
+            finals.setdefault(r["spec"]["seed"], {})[float(r["spec"]["settings"][arm.knob])] = \
+                float(res.get("kl_estimate", res["kl"]))
+    ways = set()
+    for by_value in finals.values():
+        kls = [by_value[v] for v in sorted(by_value)]
+        steps = [b - a for a, b in zip(kls, kls[1:])]
+        ways.add("increasing" if steps and all(s >= 0 for s in steps) else
+                 "decreasing" if steps and all(s <= 0 for s in steps) else None)
+    return ways.pop() if len(ways) == 1 else None
+
+
 def envelope(kl, y) -> tuple[np.ndarray, np.ndarray]:
     """The upper envelope of points (kl, y): the staircase of the most y reached within each KL.
 

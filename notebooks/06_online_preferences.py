@@ -19,7 +19,6 @@ import copy
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -213,21 +212,12 @@ assert big.last("valid_rate") < 0.5 and big.last("kl") > 5 * ok.last("kl") and b
 # (On the 2-core CPU each run takes 10-25 s; the lines are stored in `results/online/06_online_results.jsonl`.) Each cell is the mean over the three seeds and, after ±, half the range (max - min) / 2:
 
 # %%
-results = next(p for p in (Path("../results/online/06_online_results.jsonl"), Path("results/online/06_online_results.jsonl")) if p.exists())
-rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+from alignlab.studies.docs import ONLINE_FILE, ROOT, online_label  # the committed file and its row names
 
-def label(r):
-    if r["method"] == "dpo":
-        return "offline DPO"
-    if r["method"] == "bpo":
-        return f"BPO F={r['phases']}"
-    if r["method"] == "vpo":
-        return f"VPO α={r['alpha']:g}"
-    return "online DPO" + (", RM labels" if r.get("labeller") == "reward_model" else "")
-
+rows = [json.loads(line) for line in (ROOT / ONLINE_FILE).read_text().splitlines() if line.strip()]
 table = {}
 for r in rows:
-    table.setdefault(label(r), []).append(r)
+    table.setdefault(online_label(r), []).append(r)
 keys = ("win_rate", "gold_reward", "kl", "valid_rate")
 stats = {name: {k: (np.mean([r[k] for r in rs]), (max(r[k] for r in rs) - min(r[k] for r in rs)) / 2) for k in keys}
          for name, rs in table.items()}

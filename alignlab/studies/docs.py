@@ -290,8 +290,8 @@ def seeds_section(root: Path = ROOT) -> list[str]:
     return out
 
 
-def _online_label(r: dict) -> str:
-    """As lecture 06 names its rows."""
+def online_label(r: dict) -> str:
+    """The name of a row of ``ONLINE_FILE`` (one run's JSON line), as lecture 06 and its table use it."""
     if r["method"] == "dpo":
         return "offline DPO"
     if r["method"] == "bpo":
@@ -306,7 +306,7 @@ def online_section(root: Path = ROOT) -> list[str]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(_online_label(r), []).append(r)
+        groups.setdefault(online_label(r), []).append(r)
     keys = ("win_rate", "gold_reward", "kl", "valid_rate")
     seeds = sorted({r["seed"] for r in rows})
     out = ["## Lecture 06: online preference learning over SFT seeds", "",

@@ -26,6 +26,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import metrics as metrics_mod
 from .metrics import SHARED
 
 EVALUATOR_KEYS = (*SHARED, "gold_reward_ci", "win_rate_ci", "length", "perplexity")
@@ -152,7 +153,6 @@ def check(method: Method, profile="micro") -> list[str]:
     each frontier arm sweeps a real setting with at least three values that the settings class
     accepts, and a method with arms has a cost model that returns a ``Cost``.
     """
-    from . import metrics as metrics_mod
     from .config import override
     from .models import get_profile
 
